@@ -1,0 +1,342 @@
+package logstore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+)
+
+const (
+	logSuffix       = ".log"
+	indexSuffix     = ".index"
+	timeIndexSuffix = ".timeindex"
+	cleanedSuffix   = ".cleaned"
+	noTimestamp     = math.MinInt64
+)
+
+// segmentName is the 20-digit base offset that names a segment's files.
+func segmentName(base int64) string { return fmt.Sprintf("%020d", base) }
+
+// segment is one .log file with its two sparse indexes. One writer (the log,
+// under its lock) appends; readers use ReadAt below the published size.
+type segment struct {
+	base int64
+	path string // directory + name, without suffix
+	log  *os.File
+	oidx *os.File
+	tidx *os.File
+
+	size    atomic.Int64 // bytes of whole, written batches
+	next    atomic.Int64 // offset after the segment's last batch (base when empty)
+	maxTS   atomic.Int64 // largest batch timestamp, noTimestamp when empty
+	offsets atomic.Pointer[chunkedList[offsetEntry]]
+	times   atomic.Pointer[chunkedList[timeEntry]]
+
+	refs   atomic.Int32 // the log's own reference plus one per reader
+	remove atomic.Bool  // delete the files when the last reference goes
+
+	// Writer-only state.
+	bytesSinceIndex int64
+	firstTS         int64 // max timestamp of the first batch, for segment.ms; noTimestamp when empty
+	opened          int64 // wall clock (ms) when this process created or opened the segment
+}
+
+func openSegmentFiles(dir string, base int64, create bool, now int64) (*segment, error) {
+	s := &segment{base: base, path: filepath.Join(dir, segmentName(base)), firstTS: noTimestamp, opened: now}
+	flags := os.O_RDWR
+	if create {
+		flags |= os.O_CREATE | os.O_EXCL
+	}
+	var err error
+	if s.log, err = os.OpenFile(s.path+logSuffix, flags, 0o644); err != nil {
+		return nil, fmt.Errorf("open segment: %w", err)
+	}
+	// Index files are derived data: (re)create them freely.
+	if s.oidx, err = os.OpenFile(s.path+indexSuffix, os.O_RDWR|os.O_CREATE, 0o644); err != nil {
+		s.closeFiles()
+		return nil, fmt.Errorf("open index: %w", err)
+	}
+	if s.tidx, err = os.OpenFile(s.path+timeIndexSuffix, os.O_RDWR|os.O_CREATE, 0o644); err != nil {
+		s.closeFiles()
+		return nil, fmt.Errorf("open time index: %w", err)
+	}
+	s.refs.Store(1)
+	s.next.Store(base)
+	s.maxTS.Store(noTimestamp)
+	s.offsets.Store(&chunkedList[offsetEntry]{})
+	s.times.Store(&chunkedList[timeEntry]{})
+	return s, nil
+}
+
+func createSegment(dir string, base int64, now int64) (*segment, error) {
+	s, err := openSegmentFiles(dir, base, true, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.oidx.Truncate(0); err != nil {
+		s.closeFiles()
+		return nil, fmt.Errorf("reset index: %w", err)
+	}
+	if err := s.tidx.Truncate(0); err != nil {
+		s.closeFiles()
+		return nil, fmt.Errorf("reset time index: %w", err)
+	}
+	return s, nil
+}
+
+func (s *segment) closeFiles() {
+	for _, f := range []*os.File{s.log, s.oidx, s.tidx} {
+		if f != nil {
+			_ = f.Close()
+		}
+	}
+}
+
+// acquire takes a reader reference; false if the segment is already gone.
+func (s *segment) acquire() bool {
+	for {
+		r := s.refs.Load()
+		if r <= 0 {
+			return false
+		}
+		if s.refs.CompareAndSwap(r, r+1) {
+			return true
+		}
+	}
+}
+
+// release drops a reference; the last one closes (and maybe deletes) the files.
+func (s *segment) release() {
+	if s.refs.Add(-1) != 0 {
+		return
+	}
+	s.closeFiles()
+	if s.remove.Load() {
+		s.removeFiles()
+	}
+}
+
+func (s *segment) removeFiles() {
+	for _, suf := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
+		_ = os.Remove(s.path + suf)
+	}
+}
+
+// indexFull reports whether the offset index reached its entry limit.
+func (s *segment) indexFull(maxEntries int) bool { return s.offsets.Load().len() >= maxEntries }
+
+// appendBatch writes b at the end of the segment and publishes it to readers.
+// On error nothing is published and the file is cut back.
+func (s *segment) appendBatch(b Batch, indexInterval int64) error {
+	pos := s.size.Load()
+	if _, err := s.log.WriteAt(b, pos); err != nil {
+		_ = s.log.Truncate(pos)
+		return fmt.Errorf("write segment %s: %w", segmentName(s.base), err)
+	}
+	if pos > 0 && s.bytesSinceIndex >= indexInterval {
+		if err := s.addIndexEntry(b.BaseOffset(), pos); err != nil {
+			_ = s.log.Truncate(pos)
+			return err
+		}
+	}
+	s.noteBatch(b, int64(len(b)))
+	s.size.Store(pos + int64(len(b))) // publish last: readers never see a partial batch
+	return nil
+}
+
+// addIndexEntry writes an offset index entry (and a time index entry when the
+// largest timestamp grew) for the batch at pos that starts at offset.
+func (s *segment) addIndexEntry(offset, pos int64) error {
+	rel := uint32(offset - s.base)
+	oe := offsetEntry{rel: rel, pos: uint32(pos)}
+	offs := s.offsets.Load()
+	n := int64(offs.len())
+	if _, err := s.oidx.WriteAt(encodeOffsetEntry(oe), n*offsetEntrySize); err != nil {
+		_ = s.oidx.Truncate(n * offsetEntrySize)
+		return fmt.Errorf("write index %s: %w", segmentName(s.base), err)
+	}
+	times := s.times.Load()
+	maxTS := s.maxTS.Load()
+	if maxTS != noTimestamp && (times.len() == 0 || maxTS > times.at(times.len()-1).ts) {
+		te := timeEntry{ts: maxTS, rel: rel}
+		tn := int64(times.len())
+		if _, err := s.tidx.WriteAt(encodeTimeEntry(te), tn*timeEntrySize); err != nil {
+			_ = s.tidx.Truncate(tn * timeEntrySize)
+			_ = s.oidx.Truncate(n * offsetEntrySize)
+			return fmt.Errorf("write time index %s: %w", segmentName(s.base), err)
+		}
+		times.push(te)
+	}
+	offs.push(oe)
+	s.bytesSinceIndex = 0
+	return nil
+}
+
+// noteBatch updates the writer's running state for a batch now in the file.
+func (s *segment) noteBatch(b Batch, n int64) {
+	s.bytesSinceIndex += n
+	ts := b.MaxTimestamp()
+	if s.firstTS == noTimestamp {
+		s.firstTS = ts
+	}
+	if ts > s.maxTS.Load() {
+		s.maxTS.Store(ts)
+	}
+	s.next.Store(b.NextOffset())
+}
+
+// position returns the file position to start scanning from for offset.
+func (s *segment) position(offset int64) int64 {
+	rel := offset - s.base
+	if rel <= 0 {
+		return 0
+	}
+	if rel > math.MaxUint32 {
+		rel = math.MaxUint32
+	}
+	offs := s.offsets.Load()
+	i := offs.search(func(e offsetEntry) bool { return int64(e.rel) <= rel })
+	if i < 0 {
+		return 0
+	}
+	return int64(offs.at(i).pos)
+}
+
+// findBatch returns the position and header of the first batch whose last
+// offset is >= offset, or pos == -1 if there is none below size.
+func (s *segment) findBatch(offset, size int64) (int64, Batch, error) {
+	var hdr [BatchHeaderSize]byte
+	for pos := s.position(offset); pos+BatchHeaderSize <= size; {
+		if _, err := s.log.ReadAt(hdr[:], pos); err != nil {
+			return -1, nil, fmt.Errorf("read segment %s: %w", segmentName(s.base), err)
+		}
+		b := Batch(hdr[:])
+		n := int64(b.Size())
+		if n < BatchHeaderSize {
+			return -1, nil, corruptf("segment %s position %d: batch length %d", segmentName(s.base), pos, n)
+		}
+		if b.LastOffset() >= offset {
+			return pos, append(Batch(nil), hdr[:]...), nil
+		}
+		pos += n
+	}
+	return -1, nil, nil
+}
+
+// read returns whole batches starting with the one holding offset: at most
+// maxBytes (but always the first batch whole, so a reader makes progress),
+// and only batches whose last offset is below maxOffset.
+func (s *segment) read(offset int64, maxBytes int, maxOffset int64) ([]byte, error) {
+	size := s.size.Load()
+	start, first, err := s.findBatch(offset, size)
+	if err != nil || start < 0 || first.LastOffset() >= maxOffset {
+		return nil, err
+	}
+	n := min(int64(maxBytes), size-start)
+	if fs := int64(first.Size()); n < fs {
+		n = fs // the first batch goes whole even past the budget
+	}
+	buf := make([]byte, n)
+	if _, err := s.log.ReadAt(buf, start); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read segment %s: %w", segmentName(s.base), err)
+	}
+	end := 0
+	for {
+		b, _, ok, err := NextBatch(buf[end:])
+		if err != nil || !ok || b.LastOffset() >= maxOffset {
+			break
+		}
+		end += len(b)
+	}
+	return buf[:end:end], nil
+}
+
+// rebuildIndexFiles rewrites both index files from the in-memory entries.
+func (s *segment) rebuildIndexFiles() error {
+	offs, times := s.offsets.Load(), s.times.Load()
+	ob := make([]byte, 0, offs.len()*offsetEntrySize)
+	for i := 0; i < offs.len(); i++ {
+		ob = append(ob, encodeOffsetEntry(offs.at(i))...)
+	}
+	tb := make([]byte, 0, times.len()*timeEntrySize)
+	for i := 0; i < times.len(); i++ {
+		tb = append(tb, encodeTimeEntry(times.at(i))...)
+	}
+	if err := s.oidx.Truncate(0); err != nil {
+		return fmt.Errorf("rebuild index %s: %w", segmentName(s.base), err)
+	}
+	if _, err := s.oidx.WriteAt(ob, 0); err != nil {
+		return fmt.Errorf("rebuild index %s: %w", segmentName(s.base), err)
+	}
+	if err := s.tidx.Truncate(0); err != nil {
+		return fmt.Errorf("rebuild time index %s: %w", segmentName(s.base), err)
+	}
+	if _, err := s.tidx.WriteAt(tb, 0); err != nil {
+		return fmt.Errorf("rebuild time index %s: %w", segmentName(s.base), err)
+	}
+	return nil
+}
+
+// scanner reads a segment's batches sequentially through a reusable buffer.
+type scanner struct {
+	f       *os.File
+	pos     int64 // file position of buf[0]
+	limit   int64 // bytes of the file to consider
+	buf     []byte
+	off     int // position in buf of the next batch
+	err     error
+	BatchAt int64 // file position of the batch last returned
+}
+
+func newScanner(f *os.File, from, limit int64) *scanner {
+	return &scanner{f: f, pos: from, limit: limit, buf: make([]byte, 0, 1<<20)}
+}
+
+// next returns the next whole batch, or ok=false at the end of the data, at a
+// torn tail, or at an impossible header (then err says why).
+func (sc *scanner) next() (Batch, bool) {
+	for {
+		b, _, ok, err := NextBatch(sc.buf[sc.off:])
+		if err != nil {
+			sc.err = err
+			return nil, false
+		}
+		if ok {
+			sc.BatchAt = sc.pos + int64(sc.off)
+			sc.off += len(b)
+			return b, true
+		}
+		// Need more bytes: keep the partial batch, refill behind it.
+		remain := copy(sc.buf[:cap(sc.buf)], sc.buf[sc.off:])
+		sc.pos += int64(sc.off)
+		sc.off = 0
+		sc.buf = sc.buf[:remain]
+		want := int64(BatchHeaderSize)
+		if remain >= BatchHeaderSize {
+			want = int64(Batch(sc.buf).Size())
+		}
+		fileLeft := sc.limit - sc.pos - int64(remain)
+		if fileLeft <= 0 || want > int64(remain)+fileLeft {
+			return nil, false // torn tail: the batch never finished
+		}
+		if want > int64(cap(sc.buf)) {
+			grown := make([]byte, remain, want)
+			copy(grown, sc.buf)
+			sc.buf = grown
+		}
+		n := min(int64(cap(sc.buf)-remain), fileLeft)
+		got, err := sc.f.ReadAt(sc.buf[remain:remain+int(n)], sc.pos+int64(remain))
+		sc.buf = sc.buf[:remain+got]
+		if err != nil && !errors.Is(err, io.EOF) {
+			sc.err = fmt.Errorf("read: %w", err)
+			return nil, false
+		}
+		if got == 0 {
+			return nil, false
+		}
+	}
+}
