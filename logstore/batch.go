@@ -227,23 +227,8 @@ func (c *Codecs) EncodeBatch(dst []byte, records []Record, opts BatchOptions) ([
 	} else {
 		body = make([]byte, 0, est)
 	}
-	var kr kmsg.Record
 	for i := range records {
-		r := &records[i]
-		kr = kmsg.Record{
-			TimestampDelta64: r.Timestamp - baseTS,
-			OffsetDelta:      int32(i),
-			Key:              r.Key,
-			Value:            r.Value,
-		}
-		if len(r.Headers) > 0 {
-			kr.Headers = make([]kmsg.Header, len(r.Headers))
-			for j, h := range r.Headers {
-				kr.Headers[j] = kmsg.Header{Key: h.Key, Value: h.Value}
-			}
-		}
-		kr.Length = int32(recordBodySize(&kr))
-		body = kr.AppendTo(body)
+		body = appendRecord(body, &records[i], int32(i), records[i].Timestamp-baseTS)
 	}
 	if opts.Compression == CompressionNone {
 		dst = body
@@ -275,6 +260,19 @@ func (c *Codecs) EncodeBatch(dst []byte, records []Record, opts BatchOptions) ([
 	binary.BigEndian.PutUint32(b[posRecordCount:], uint32(len(records)))
 	b.setCRC()
 	return dst, nil
+}
+
+// appendRecord encodes one record with the given deltas (kmsg does the layout).
+func appendRecord(dst []byte, r *Record, offsetDelta int32, tsDelta int64) []byte {
+	kr := kmsg.Record{TimestampDelta64: tsDelta, OffsetDelta: offsetDelta, Key: r.Key, Value: r.Value}
+	if len(r.Headers) > 0 {
+		kr.Headers = make([]kmsg.Header, len(r.Headers))
+		for j, h := range r.Headers {
+			kr.Headers[j] = kmsg.Header{Key: h.Key, Value: h.Value}
+		}
+	}
+	kr.Length = int32(recordBodySize(&kr))
+	return kr.AppendTo(dst)
 }
 
 // recordBodySize is the encoded size of r after its length varint.
@@ -326,7 +324,7 @@ func (c *Codecs) EachRecord(b Batch, fn func(Record) error) error {
 	if codec := b.Compression(); codec != CompressionNone {
 		var err error
 		if body, err = c.Decompress(body, codec); err != nil {
-			return fmt.Errorf("%w: %v", ErrCorruptBatch, err)
+			return fmt.Errorf("%w: %w", ErrCorruptBatch, err) // keeps ErrDecompressedTooLarge visible
 		}
 	}
 	base, baseTS, count := b.BaseOffset(), b.BaseTimestamp(), b.RecordCount()

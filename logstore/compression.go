@@ -79,6 +79,7 @@ type Codecs struct {
 
 	gzipWriters sync.Pool // *gzip.Writer
 	lz4Writers  sync.Pool // *lz4.Writer
+	lz4Readers  sync.Pool // *lz4.Reader
 }
 
 // NewCodecs returns codecs that refuse to inflate a batch beyond maxDecoded
@@ -97,7 +98,10 @@ func (c *Codecs) initZstd() error {
 			return
 		}
 		c.zstdDec, c.zstdErr = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0),
-			zstd.WithDecoderMaxMemory(uint64(c.maxDecoded)), zstd.WithDecoderMaxWindow(uint64(c.maxDecoded)))
+			// zstd needs at least a 1 KiB window (and memory) even for tiny frames;
+			// Decompress enforces a smaller limit on the output itself.
+			zstd.WithDecoderMaxMemory(uint64(max(c.maxDecoded, zstd.MinWindowSize))),
+			zstd.WithDecoderMaxWindow(uint64(max(c.maxDecoded, zstd.MinWindowSize))))
 	})
 	return c.zstdErr
 }
@@ -131,6 +135,10 @@ func (c *Codecs) Compress(dst, src []byte, codec Compression) ([]byte, error) {
 		w, _ := c.lz4Writers.Get().(*lz4.Writer)
 		if w == nil {
 			w = lz4.NewWriter(buf)
+			// 64 KiB blocks, as Kafka's Java client writes: small batches need no 4 MiB buffers.
+			if err := w.Apply(lz4.BlockSizeOption(lz4.Block64Kb)); err != nil {
+				return dst, fmt.Errorf("lz4: %w", err)
+			}
 		} else {
 			w.Reset(buf)
 		}
@@ -171,12 +179,21 @@ func (c *Codecs) Decompress(src []byte, codec Compression) ([]byte, error) {
 		}
 		return c.decodeSnappyBlock(nil, src)
 	case CompressionLZ4:
-		return c.readLimited(lz4.NewReader(bytes.NewReader(src)), "lz4")
+		r, _ := c.lz4Readers.Get().(*lz4.Reader)
+		if r == nil {
+			r = lz4.NewReader(nil)
+		}
+		r.Reset(bytes.NewReader(src))
+		defer c.lz4Readers.Put(r)
+		return c.readLimited(r, "lz4")
 	case CompressionZstd:
 		if err := c.initZstd(); err != nil {
 			return nil, fmt.Errorf("zstd: %w", err)
 		}
 		out, err := c.zstdDec.DecodeAll(src, nil)
+		if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) {
+			return nil, ErrDecompressedTooLarge
+		}
 		if err != nil {
 			return nil, fmt.Errorf("zstd: %w", err)
 		}

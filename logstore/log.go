@@ -88,9 +88,12 @@ type Log struct {
 	closed   bool       // under mu
 
 	syncSem chan struct{} // one flusher at a time; waiters queue here (group commit)
+	flushes atomic.Int64  // successful flush rounds (fsyncs of the active segment); for tests and benchmarks
 	report  RecoveryReport
 
-	compactMu sync.Mutex // one compaction at a time
+	compactMu         sync.Mutex // one compaction at a time; guards the two fields below
+	cleanedTo         int64      // compaction has cleaned every segment below this offset
+	tombstoneDeadline int64      // ms when a kept tombstone may expire (0: none)
 }
 
 // Open opens (creating if needed) the log in dir, recovering it if needed.
@@ -237,8 +240,9 @@ func (l *Log) AppendAsLeader(ctx context.Context, batch []byte, epoch int32) (Ap
 
 // AppendAsFollower appends batches that already carry offsets and epochs (a
 // follower copying its leader). The first must start at the log end offset and
-// each next where the previous ended (compacted logs may skip offsets forward);
-// anything else is refused whole, as is a CRC failure or an older epoch.
+// each next where the previous ended, in compacted logs too (compaction keeps
+// emptied offset ranges as empty batches); anything else is refused whole, as
+// is a CRC failure or an older epoch.
 func (l *Log) AppendAsFollower(ctx context.Context, batches []byte) (AppendResult, error) {
 	cfg := l.cfg.Load()
 	l.mu.Lock()
@@ -259,7 +263,7 @@ func (l *Log) AppendAsFollower(ctx context.Context, batches []byte) (AppendResul
 		if err == nil {
 			err = b.Validate()
 		}
-		if err == nil && (b.BaseOffset() < expect || (b.BaseOffset() > expect && !cfg.Compact())) {
+		if err == nil && b.BaseOffset() != expect {
 			err = fmt.Errorf("%w: batch at %d, expected %d", ErrOffsetMismatch, b.BaseOffset(), expect)
 		}
 		if err == nil && b.LeaderEpoch() < epoch {
@@ -428,6 +432,7 @@ func (l *Log) flush() error {
 		l.dirDirty = l.dirDirty || dirDirty
 		return err
 	}
+	l.flushes.Add(1)
 	if gen == l.truncGen && end > l.durable.Load() {
 		l.durable.Store(end)
 	}
@@ -440,6 +445,13 @@ func (l *Log) flush() error {
 // or at maxOffset returns no data; below the log start or past the end is
 // OutOfRangeError.
 func (l *Log) Read(offset int64, maxBytes int, maxOffset int64) (ReadResult, error) {
+	return l.ReadInto(nil, offset, maxBytes, maxOffset)
+}
+
+// ReadInto is Read returning the data in buf when it is big enough (cap of at
+// least maxBytes, or the first batch's size if that is larger), so a reader
+// that reuses its buffer reads without allocating. Data then aliases buf.
+func (l *Log) ReadInto(buf []byte, offset int64, maxBytes int, maxOffset int64) (ReadResult, error) {
 	for attempt := 0; ; attempt++ {
 		leo, start := l.leo.Load(), l.logStart.Load()
 		res := ReadResult{NextOffset: offset, LogStartOffset: start, LogEndOffset: leo}
@@ -459,7 +471,7 @@ func (l *Log) Read(offset int64, maxBytes int, maxOffset int64) (ReadResult, err
 			if !s.acquire() {
 				break // removed under us: take a fresh snapshot
 			}
-			data, err := s.read(offset, maxBytes, maxOffset)
+			data, err := s.read(buf, offset, maxBytes, maxOffset)
 			s.release()
 			if err != nil {
 				return res, err
@@ -568,6 +580,18 @@ func (l *Log) Truncate(offset int64) (int64, error) {
 		newEnd = max(last.base, l.logStart.Load())
 	}
 	kept := append([]*segment(nil), segs[:keep]...)
+	if start := l.logStart.Load(); newEnd < start || (last.size.Load() == 0 && last.base < start) {
+		// Nothing at or above the log start is left (the batch holding it went
+		// whole). Start afresh with an empty segment at the log start, as Kafka's
+		// truncateFullyAndStartAt does: the end must not fall below the start,
+		// and a reopened log must find the same end in the segment files.
+		s, err := createSegment(l.dir, start, l.now().UnixMilli())
+		if err != nil {
+			return 0, err
+		}
+		kept, keep, newEnd = []*segment{s}, 0, start
+		l.dirDirty = true
+	}
 	l.segs.Store(&kept)
 	for _, s := range segs[keep:] {
 		s.remove.Store(true)

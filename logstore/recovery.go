@@ -48,7 +48,7 @@ func (l *Log) load(opts Options) error {
 	}
 	rep := RecoveryReport{TruncatedAt: -1}
 	for i := 0; i < recoverFrom; i++ {
-		if !segs[i].loadIndexes() || segs[i].loadTail() != nil {
+		if !segs[i].loadIndexes(cfg.IndexIntervalBytes) || segs[i].loadTail() != nil {
 			rep.IndexesRebuilt++
 			recoverFrom = i // damaged where we trusted it: validate from here on
 			break
@@ -63,6 +63,7 @@ func (l *Log) load(opts Options) error {
 		rep.Recovered = true
 		rep.SegmentsScanned++
 		s := segs[i]
+		sizeBefore := s.size.Load()
 		next, reason, err := l.recoverSegment(s, expect, &prevEpoch, epochsOK, cfg)
 		if err != nil {
 			return err
@@ -73,6 +74,7 @@ func (l *Log) load(opts Options) error {
 		}
 		// Damage: keep what came before it, drop the rest.
 		rep.Reason = reason
+		rep.TruncatedBytes = sizeBefore - s.size.Load()
 		later := segs[i+1:]
 		segs = segs[:i+1]
 		if s.size.Load() == 0 && i > 0 {
@@ -179,8 +181,8 @@ func (l *Log) listSegments() ([]int64, error) {
 }
 
 // loadIndexes reads the index files of a segment trusted to be whole; false if
-// they are missing or do not fit the log file.
-func (s *segment) loadIndexes() bool {
+// they are missing or do not fit the log file. interval is index.interval.bytes.
+func (s *segment) loadIndexes(interval int64) bool {
 	size := s.size.Load()
 	od, err1 := os.ReadFile(s.path + indexSuffix)
 	td, err2 := os.ReadFile(s.path + timeIndexSuffix)
@@ -195,10 +197,21 @@ func (s *segment) loadIndexes() bool {
 	if !ok {
 		return false
 	}
-	if len(od) == 0 && size > BatchHeaderSize {
-		// An empty index is only believable for a segment of a single batch.
+	if len(od) == 0 && size > BatchHeaderSize && size > interval {
+		// An empty index is only believable for a segment of a single batch
+		// (or one too small to reach the first index entry).
 		var hdr [BatchHeaderSize]byte
 		if _, err := s.log.ReadAt(hdr[:], 0); err != nil || int64(Batch(hdr[:]).Size()) != size {
+			return false
+		}
+	}
+	if offs.len() > 0 && (times.len() == 0 || times.at(0).rel != offs.at(0).rel) {
+		// The first offset entry always comes with a time entry once the
+		// segment holds a timestamp, and batch 0 does unless it has none: a
+		// time index without it was deleted or cut, and the largest
+		// timestamp (retention, OffsetForTimestamp) would come out too small.
+		var hdr [BatchHeaderSize]byte
+		if _, err := s.log.ReadAt(hdr[:], 0); err != nil || Batch(hdr[:]).MaxTimestamp() != noTimestamp {
 			return false
 		}
 	}
@@ -218,19 +231,18 @@ func (s *segment) loadIndexes() bool {
 // at the first bad batch. reason is non-empty when it cut.
 func (l *Log) recoverSegment(s *segment, expect int64, prevEpoch *int32, epochsOK bool, cfg *Config) (next int64, reason string, err error) {
 	size := s.size.Load()
+	// Rebuild the indexes in memory as the batches validate, then write them once.
 	offs, times := &chunkedList[offsetEntry]{}, &chunkedList[timeEntry]{}
-	var since int64
-	maxTS := int64(noTimestamp)
+	s.offsets.Store(offs)
+	s.times.Store(times)
+	s.bytesSinceIndex = 0
+	s.maxTS.Store(noTimestamp)
+	firstStart, firstEpoch := int64(math.MaxInt64), UndefinedEpoch
+	if ents := l.epochs.snapshot(); len(ents) > 0 {
+		firstStart, firstEpoch = ents[0].StartOffset, ents[0].Epoch
+	}
 	sc := newScanner(s.log, 0, size)
 	valid := int64(0)
-	firstEpoch := int32(UndefinedEpoch)
-	if ents := l.epochs.snapshot(); len(ents) > 0 {
-		firstEpoch = ents[0].Epoch
-	}
-	var firstStart int64 = math.MaxInt64
-	if ents := l.epochs.snapshot(); len(ents) > 0 {
-		firstStart = ents[0].StartOffset
-	}
 	for {
 		b, ok := sc.next()
 		if !ok {
@@ -241,7 +253,7 @@ func (l *Log) recoverSegment(s *segment, expect int64, prevEpoch *int32, epochsO
 			}
 			break
 		}
-		if reason = checkBatch(b, s, expect, *prevEpoch, cfg); reason == "" && epochsOK {
+		if reason = checkBatch(b, s, expect, *prevEpoch); reason == "" && epochsOK {
 			reason = checkEpoch(b, l.epochs, firstStart, firstEpoch)
 		}
 		if reason != "" {
@@ -249,16 +261,14 @@ func (l *Log) recoverSegment(s *segment, expect int64, prevEpoch *int32, epochsO
 			break
 		}
 		pos := sc.BatchAt
-		if pos > 0 && since >= cfg.IndexIntervalBytes && offs.len() < cfg.maxIndexEntries() {
-			rel := uint32(b.BaseOffset() - s.base)
-			offs.push(offsetEntry{rel: rel, pos: uint32(pos)})
-			if maxTS != noTimestamp && (times.len() == 0 || maxTS > times.at(times.len()-1).ts) {
-				times.push(timeEntry{ts: maxTS, rel: rel})
+		if oe, te, addOffset, addTime := s.indexEntries(b, pos, cfg.IndexIntervalBytes); addOffset && offs.len() < cfg.maxIndexEntries() {
+			offs.push(oe)
+			if addTime {
+				times.push(te)
 			}
-			since = 0
+			s.bytesSinceIndex = 0
 		}
-		since += int64(len(b))
-		maxTS = max(maxTS, b.MaxTimestamp())
+		s.noteBatch(b, int64(len(b)))
 		expect, *prevEpoch = b.NextOffset(), b.LeaderEpoch()
 		valid = pos + int64(len(b))
 	}
@@ -268,8 +278,6 @@ func (l *Log) recoverSegment(s *segment, expect int64, prevEpoch *int32, epochsO
 		}
 		s.size.Store(valid)
 	}
-	s.offsets.Store(offs)
-	s.times.Store(times)
 	if err := s.rebuildIndexFiles(); err != nil {
 		return 0, "", err
 	}
@@ -280,7 +288,7 @@ func (l *Log) recoverSegment(s *segment, expect int64, prevEpoch *int32, epochsO
 }
 
 // checkBatch validates one batch in its place in the log.
-func checkBatch(b Batch, s *segment, expect int64, prevEpoch int32, cfg *Config) string {
+func checkBatch(b Batch, s *segment, expect int64, prevEpoch int32) string {
 	if err := b.Validate(); err != nil {
 		return err.Error()
 	}
@@ -288,7 +296,9 @@ func checkBatch(b Batch, s *segment, expect int64, prevEpoch int32, cfg *Config)
 	if expect < 0 {
 		expect = s.base // the first batch of the first scanned segment names the segment
 	}
-	if base < expect || (base > expect && !cfg.Compact()) {
+	// Offsets are contiguous in every log (compaction keeps emptied ranges as
+	// empty batches), so a jump means a damaged base offset.
+	if base != expect {
 		return fmt.Sprintf("batch starts at offset %d, expected %d", base, expect)
 	}
 	if b.LastOffset()-s.base > math.MaxInt32 {

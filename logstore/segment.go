@@ -45,8 +45,19 @@ type segment struct {
 	opened          int64 // wall clock (ms) when this process created or opened the segment
 }
 
+// newSegment is an empty segment with no files yet, holding the log's reference.
+func newSegment(base int64, path string, opened int64) *segment {
+	s := &segment{base: base, path: path, firstTS: noTimestamp, opened: opened}
+	s.refs.Store(1)
+	s.next.Store(base)
+	s.maxTS.Store(noTimestamp)
+	s.offsets.Store(&chunkedList[offsetEntry]{})
+	s.times.Store(&chunkedList[timeEntry]{})
+	return s
+}
+
 func openSegmentFiles(dir string, base int64, create bool, now int64) (*segment, error) {
-	s := &segment{base: base, path: filepath.Join(dir, segmentName(base)), firstTS: noTimestamp, opened: now}
+	s := newSegment(base, filepath.Join(dir, segmentName(base)), now)
 	flags := os.O_RDWR
 	if create {
 		flags |= os.O_CREATE | os.O_EXCL
@@ -64,11 +75,6 @@ func openSegmentFiles(dir string, base int64, create bool, now int64) (*segment,
 		s.closeFiles()
 		return nil, fmt.Errorf("open time index: %w", err)
 	}
-	s.refs.Store(1)
-	s.next.Store(base)
-	s.maxTS.Store(noTimestamp)
-	s.offsets.Store(&chunkedList[offsetEntry]{})
-	s.times.Store(&chunkedList[timeEntry]{})
 	return s, nil
 }
 
@@ -137,32 +143,45 @@ func (s *segment) appendBatch(b Batch, indexInterval int64) error {
 		_ = s.log.Truncate(pos)
 		return fmt.Errorf("write segment %s: %w", segmentName(s.base), err)
 	}
-	if pos > 0 && s.bytesSinceIndex >= indexInterval {
-		if err := s.addIndexEntry(b.BaseOffset(), pos); err != nil {
-			_ = s.log.Truncate(pos)
-			return err
-		}
+	if err := s.addIndexEntry(b, pos, indexInterval); err != nil {
+		_ = s.log.Truncate(pos)
+		return err
 	}
 	s.noteBatch(b, int64(len(b)))
 	s.size.Store(pos + int64(len(b))) // publish last: readers never see a partial batch
 	return nil
 }
 
+// indexEntries decides the index entries for a batch about to sit at pos: an
+// offset entry once index.interval.bytes have passed since the last one, and a
+// time entry with it when the largest timestamp grew. Append, recovery and
+// compaction all index through here.
+func (s *segment) indexEntries(b Batch, pos, interval int64) (oe offsetEntry, te timeEntry, addOffset, addTime bool) {
+	if pos == 0 || s.bytesSinceIndex < interval {
+		return oe, te, false, false
+	}
+	rel := uint32(b.BaseOffset() - s.base)
+	oe = offsetEntry{rel: rel, pos: uint32(pos)}
+	times := s.times.Load()
+	maxTS := s.maxTS.Load()
+	addTime = maxTS != noTimestamp && (times.len() == 0 || maxTS > times.at(times.len()-1).ts)
+	return oe, timeEntry{ts: maxTS, rel: rel}, true, addTime
+}
+
 // addIndexEntry writes an offset index entry (and a time index entry when the
-// largest timestamp grew) for the batch at pos that starts at offset.
-func (s *segment) addIndexEntry(offset, pos int64) error {
-	rel := uint32(offset - s.base)
-	oe := offsetEntry{rel: rel, pos: uint32(pos)}
-	offs := s.offsets.Load()
+// largest timestamp grew) for the batch at pos.
+func (s *segment) addIndexEntry(b Batch, pos, interval int64) error {
+	oe, te, addOffset, addTime := s.indexEntries(b, pos, interval)
+	if !addOffset {
+		return nil
+	}
+	offs, times := s.offsets.Load(), s.times.Load()
 	n := int64(offs.len())
 	if _, err := s.oidx.WriteAt(encodeOffsetEntry(oe), n*offsetEntrySize); err != nil {
 		_ = s.oidx.Truncate(n * offsetEntrySize)
 		return fmt.Errorf("write index %s: %w", segmentName(s.base), err)
 	}
-	times := s.times.Load()
-	maxTS := s.maxTS.Load()
-	if maxTS != noTimestamp && (times.len() == 0 || maxTS > times.at(times.len()-1).ts) {
-		te := timeEntry{ts: maxTS, rel: rel}
+	if addTime {
 		tn := int64(times.len())
 		if _, err := s.tidx.WriteAt(encodeTimeEntry(te), tn*timeEntrySize); err != nil {
 			_ = s.tidx.Truncate(tn * timeEntrySize)
@@ -191,36 +210,89 @@ func (s *segment) noteBatch(b Batch, n int64) {
 
 // position returns the file position to start scanning from for offset.
 func (s *segment) position(offset int64) int64 {
-	rel := offset - s.base
-	if rel <= 0 {
-		return 0
-	}
-	if rel > math.MaxUint32 {
-		rel = math.MaxUint32
-	}
+	from, _ := s.walkSpan(offset)
+	return from
+}
+
+// walkSpan returns position(offset) and the position of the next index entry
+// (-1 if none). The first batch whose last offset is >= offset starts at or
+// before that entry's batch, whose base offset is above offset.
+func (s *segment) walkSpan(offset int64) (from, next int64) {
 	offs := s.offsets.Load()
-	i := offs.search(func(e offsetEntry) bool { return int64(e.rel) <= rel })
-	if i < 0 {
-		return 0
+	i := -1
+	if rel := offset - s.base; rel > 0 {
+		rel = min(rel, math.MaxUint32)
+		i = offs.search(func(e offsetEntry) bool { return int64(e.rel) <= rel })
 	}
-	return int64(offs.at(i).pos)
+	if i >= 0 {
+		from = int64(offs.at(i).pos)
+	}
+	next = -1
+	if i+1 < offs.len() {
+		next = int64(offs.at(i + 1).pos)
+	}
+	return from, next
 }
 
 // findBatch returns the position and header of the first batch whose last
 // offset is >= offset, or pos == -1 if there is none below size.
 func (s *segment) findBatch(offset, size int64) (int64, Batch, error) {
-	var hdr [BatchHeaderSize]byte
-	for pos := s.position(offset); pos+BatchHeaderSize <= size; {
-		if _, err := s.log.ReadAt(hdr[:], pos); err != nil {
-			return -1, nil, fmt.Errorf("read segment %s: %w", segmentName(s.base), err)
+	var w readWindow
+	pos, hdr, err := s.seekBatch(offset, size, &w)
+	if err != nil || pos < 0 {
+		return -1, nil, err
+	}
+	return pos, append(Batch(nil), hdr...), nil
+}
+
+// readWindow holds bytes read ahead of the header walk from an index entry
+// (which spans about index.interval.bytes), so the walk costs one read instead
+// of one per batch header, and a small fetch none more. Callers keep it on the stack.
+type readWindow struct {
+	buf [8 << 10]byte
+	pos int64 // file position of buf[0]
+	n   int   // bytes of buf read
+}
+
+// bytes returns the window's bytes for file positions [pos, pos+n), if it holds them.
+func (w *readWindow) bytes(pos, n int64) ([]byte, bool) {
+	if pos < w.pos || pos+n > w.pos+int64(w.n) {
+		return nil, false
+	}
+	return w.buf[pos-w.pos : pos-w.pos+n], true
+}
+
+// seekBatch is findBatch reading through w; hdr aliases w.
+func (s *segment) seekBatch(offset, size int64, w *readWindow) (int64, Batch, error) {
+	pos, next := s.walkSpan(offset)
+	walkEnd := size // the walk needs no bytes past the next indexed batch's header
+	if next >= pos && next+BatchHeaderSize < size {
+		walkEnd = next + BatchHeaderSize
+	}
+	for pos+BatchHeaderSize <= size {
+		hdr, ok := w.bytes(pos, BatchHeaderSize)
+		if !ok {
+			end := walkEnd
+			if end < pos+BatchHeaderSize {
+				end = size
+			}
+			got, err := s.log.ReadAt(w.buf[:min(int64(len(w.buf)), end-pos)], pos)
+			w.pos, w.n = pos, got
+			if got < BatchHeaderSize {
+				if err == nil {
+					err = io.ErrUnexpectedEOF
+				}
+				return -1, nil, fmt.Errorf("read segment %s: %w", segmentName(s.base), err)
+			}
+			hdr, _ = w.bytes(pos, BatchHeaderSize)
 		}
-		b := Batch(hdr[:])
+		b := Batch(hdr)
 		n := int64(b.Size())
 		if n < BatchHeaderSize {
 			return -1, nil, corruptf("segment %s position %d: batch length %d", segmentName(s.base), pos, n)
 		}
 		if b.LastOffset() >= offset {
-			return pos, append(Batch(nil), hdr[:]...), nil
+			return pos, b, nil
 		}
 		pos += n
 	}
@@ -229,10 +301,12 @@ func (s *segment) findBatch(offset, size int64) (int64, Batch, error) {
 
 // read returns whole batches starting with the one holding offset: at most
 // maxBytes (but always the first batch whole, so a reader makes progress),
-// and only batches whose last offset is below maxOffset.
-func (s *segment) read(offset int64, maxBytes int, maxOffset int64) ([]byte, error) {
+// and only batches whose last offset is below maxOffset. They are read into
+// dst when it is big enough, else into a new buffer.
+func (s *segment) read(dst []byte, offset int64, maxBytes int, maxOffset int64) ([]byte, error) {
 	size := s.size.Load()
-	start, first, err := s.findBatch(offset, size)
+	var w readWindow
+	start, first, err := s.seekBatch(offset, size, &w)
 	if err != nil || start < 0 || first.LastOffset() >= maxOffset {
 		return nil, err
 	}
@@ -240,9 +314,18 @@ func (s *segment) read(offset int64, maxBytes int, maxOffset int64) ([]byte, err
 	if fs := int64(first.Size()); n < fs {
 		n = fs // the first batch goes whole even past the budget
 	}
-	buf := make([]byte, n)
-	if _, err := s.log.ReadAt(buf, start); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("read segment %s: %w", segmentName(s.base), err)
+	buf := dst[:0]
+	if int64(cap(buf)) < n {
+		buf = make([]byte, 0, n)
+	}
+	if ahead, ok := w.bytes(start, n); ok {
+		buf = append(buf, ahead...)
+	} else {
+		got, err := s.log.ReadAt(buf[:n], start)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("read segment %s: %w", segmentName(s.base), err)
+		}
+		buf = buf[:got]
 	}
 	end := 0
 	for {
@@ -293,7 +376,8 @@ type scanner struct {
 }
 
 func newScanner(f *os.File, from, limit int64) *scanner {
-	return &scanner{f: f, pos: from, limit: limit, buf: make([]byte, 0, 1<<20)}
+	// Up to 1 MiB at a time, but no bigger than what there is to read.
+	return &scanner{f: f, pos: from, limit: limit, buf: make([]byte, 0, max(BatchHeaderSize, min(1<<20, limit-from)))}
 }
 
 // next returns the next whole batch, or ok=false at the end of the data, at a
