@@ -1,0 +1,398 @@
+package logstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Files a Manager keeps at the top of its data dir.
+const (
+	CleanShutdownFile     = ".clean-shutdown"
+	LockFile              = ".lock"
+	RecoveryPointFile     = "recovery-point-offset-checkpoint"
+	LogStartOffsetFile    = "log-start-offset-checkpoint"
+	deletingSuffix        = ".deleting"
+	defaultCheckInterval  = 5 * time.Minute
+	defaultCleanInterval  = 15 * time.Second
+	defaultFlushInterval  = time.Minute
+	partitionNameSplitter = "-"
+)
+
+// ManagerOptions configure a Manager.
+type ManagerOptions struct {
+	// Config is the configuration logs are opened with until SetConfig says otherwise.
+	Config Config
+	// Committed returns the offset below which a log's records are committed
+	// (its high watermark); retention and compaction never pass it. Nil means
+	// the log's durable offset.
+	Committed func(name string, l *Log) int64
+	// RetentionCheckInterval, CleanerInterval and FlushInterval pace Run
+	// (defaults 5 min as Kafka's log.retention.check.interval.ms, 15 s, 1 min).
+	RetentionCheckInterval time.Duration
+	CleanerInterval        time.Duration
+	FlushInterval          time.Duration
+	Logger                 *slog.Logger
+	Now                    func() time.Time
+}
+
+// Manager owns the partition logs of one data dir: it opens them all at start
+// (recovering those the last run left unclean), creates and deletes them,
+// keeps the recovery point and log start checkpoints, and runs retention,
+// compaction and periodic flushing in the background.
+type Manager struct {
+	dir    string
+	opts   ManagerOptions
+	codecs *Codecs
+	lock   *os.File
+	clean  bool
+
+	mu     sync.Mutex
+	logs   map[string]*Log
+	closed bool
+}
+
+// PartitionDir names a partition's directory: "<topic>-<partition>".
+func PartitionDir(topic string, partition int32) string {
+	return topic + partitionNameSplitter + strconv.Itoa(int(partition))
+}
+
+// ParsePartitionDir splits a partition directory name into topic and partition.
+func ParsePartitionDir(name string) (string, int32, bool) {
+	i := strings.LastIndex(name, partitionNameSplitter)
+	if i <= 0 {
+		return "", 0, false
+	}
+	p, err := strconv.ParseInt(name[i+1:], 10, 32)
+	if err != nil || p < 0 {
+		return "", 0, false
+	}
+	return name[:i], int32(p), true
+}
+
+// OpenManager locks dir (one process per data dir) and opens every partition log in it.
+func OpenManager(dir string, opts ManagerOptions) (*Manager, error) {
+	if err := opts.Config.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.RetentionCheckInterval <= 0 {
+		opts.RetentionCheckInterval = defaultCheckInterval
+	}
+	if opts.CleanerInterval <= 0 {
+		opts.CleanerInterval = defaultCleanInterval
+	}
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = defaultFlushInterval
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, LockFile), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open data dir lock: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("data dir %s is in use by another process: %w", dir, err)
+	}
+	m := &Manager{dir: dir, opts: opts, codecs: NewCodecs(0), lock: lock, logs: map[string]*Log{}}
+	if err := m.load(); err != nil {
+		for _, l := range m.logs {
+			_ = l.Close()
+		}
+		lock.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Manager) load() error {
+	markerPath := filepath.Join(m.dir, CleanShutdownFile)
+	_, err := os.Stat(markerPath)
+	m.clean = err == nil
+	recovery, err := ReadOffsetCheckpoint(filepath.Join(m.dir, RecoveryPointFile))
+	if err != nil {
+		m.opts.Logger.Warn("recovery point checkpoint unreadable; recovering every log fully", "err", err)
+		recovery, m.clean = map[string]int64{}, false
+	}
+	starts, err := ReadOffsetCheckpoint(filepath.Join(m.dir, LogStartOffsetFile))
+	if err != nil {
+		m.opts.Logger.Warn("log start checkpoint unreadable; log starts fall back to the first segment", "err", err)
+		starts = map[string]int64{}
+	}
+	entries, err := os.ReadDir(m.dir)
+	if err != nil {
+		return fmt.Errorf("list data dir: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		name := e.Name()
+		if strings.HasSuffix(name, deletingSuffix) { // a deletion the last run did not finish
+			if err := os.RemoveAll(filepath.Join(m.dir, name)); err != nil {
+				return fmt.Errorf("finish deleting %s: %w", name, err)
+			}
+			continue
+		}
+		if _, _, ok := ParsePartitionDir(name); !ok {
+			continue
+		}
+		l, err := Open(filepath.Join(m.dir, name), m.opts.Config, Options{
+			Clean: m.clean, RecoveryPoint: recovery[name], LogStartOffset: starts[name],
+			Codecs: m.codecs, Logger: m.opts.Logger, Now: m.opts.Now,
+		})
+		if err != nil {
+			return fmt.Errorf("open log %s: %w", name, err)
+		}
+		m.logs[name] = l
+	}
+	// From here on a crash is unclean again.
+	if m.clean {
+		if err := os.Remove(markerPath); err != nil {
+			return fmt.Errorf("remove clean shutdown marker: %w", err)
+		}
+		if err := syncDir(m.dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Dir is the data dir.
+func (m *Manager) Dir() string { return m.dir }
+
+// WasClean reports whether the previous run shut down cleanly.
+func (m *Manager) WasClean() bool { return m.clean }
+
+// Codecs are the codecs every log of the manager shares.
+func (m *Manager) Codecs() *Codecs { return m.codecs }
+
+// Get returns the log of a partition, if it exists.
+func (m *Manager) Get(topic string, partition int32) (*Log, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l, ok := m.logs[PartitionDir(topic, partition)]
+	return l, ok
+}
+
+// GetOrCreate returns a partition's log, creating it with cfg if needed (an
+// existing log takes cfg as its new configuration).
+func (m *Manager) GetOrCreate(topic string, partition int32, cfg Config) (*Log, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	name := PartitionDir(topic, partition)
+	if _, _, ok := ParsePartitionDir(name); !ok || strings.ContainsAny(topic, `/\`) || topic == "." || topic == ".." {
+		return nil, fmt.Errorf("invalid partition name %q", name)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	if l, ok := m.logs[name]; ok {
+		return l, l.SetConfig(cfg)
+	}
+	l, err := Open(filepath.Join(m.dir, name), cfg, Options{Codecs: m.codecs, Logger: m.opts.Logger, Now: m.opts.Now})
+	if err != nil {
+		return nil, err
+	}
+	if err := syncDir(m.dir); err != nil {
+		_ = l.Close()
+		return nil, err
+	}
+	m.logs[name] = l
+	return l, nil
+}
+
+// Names lists the partition directory names of every open log, sorted.
+func (m *Manager) Names() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, 0, len(m.logs))
+	for n := range m.logs {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Delete closes a partition's log and removes its files. The directory is
+// first renamed, so a crash midway leaves nothing that looks like a log.
+func (m *Manager) Delete(topic string, partition int32) error {
+	name := PartitionDir(topic, partition)
+	m.mu.Lock()
+	l, ok := m.logs[name]
+	delete(m.logs, name)
+	m.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	_ = l.Close()
+	gone := filepath.Join(m.dir, fmt.Sprintf("%s.%d%s", name, m.opts.Now().UnixNano(), deletingSuffix))
+	if err := os.Rename(l.Dir(), gone); err != nil {
+		return fmt.Errorf("delete log %s: %w", name, err)
+	}
+	if err := syncDir(m.dir); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(gone); err != nil {
+		return fmt.Errorf("delete log %s: %w", name, err)
+	}
+	return nil
+}
+
+func (m *Manager) snapshot() map[string]*Log {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]*Log, len(m.logs))
+	for n, l := range m.logs {
+		out[n] = l
+	}
+	return out
+}
+
+func (m *Manager) committed(name string, l *Log) int64 {
+	if m.opts.Committed != nil {
+		return m.opts.Committed(name, l)
+	}
+	return l.DurableOffset()
+}
+
+// Checkpoint writes the recovery points (each log's durable offset) and log start offsets.
+func (m *Manager) Checkpoint() error {
+	logs := m.snapshot()
+	rp := make(map[string]int64, len(logs))
+	ls := make(map[string]int64, len(logs))
+	for n, l := range logs {
+		rp[n] = l.DurableOffset()
+		ls[n] = l.LogStartOffset()
+	}
+	if err := WriteOffsetCheckpoint(filepath.Join(m.dir, RecoveryPointFile), rp); err != nil {
+		return err
+	}
+	return WriteOffsetCheckpoint(filepath.Join(m.dir, LogStartOffsetFile), ls)
+}
+
+// DeleteRecordsBefore moves a log's start offset and checkpoints it at once,
+// so deleted records do not come back after a crash.
+func (m *Manager) DeleteRecordsBefore(topic string, partition int32, offset int64) error {
+	l, ok := m.Get(topic, partition)
+	if !ok {
+		return fmt.Errorf("no log for %s", PartitionDir(topic, partition))
+	}
+	if err := l.DeleteRecordsBefore(offset); err != nil {
+		return err
+	}
+	return m.Checkpoint()
+}
+
+// Run does the background work until ctx ends: retention, compaction, and
+// flushing plus checkpoints. It returns when ctx is done.
+func (m *Manager) Run(ctx context.Context) {
+	retention := time.NewTicker(m.opts.RetentionCheckInterval)
+	cleaner := time.NewTicker(m.opts.CleanerInterval)
+	flusher := time.NewTicker(m.opts.FlushInterval)
+	defer retention.Stop()
+	defer cleaner.Stop()
+	defer flusher.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-retention.C:
+			m.RunRetention()
+		case <-cleaner.C:
+			m.RunCompaction(ctx)
+		case <-flusher.C:
+			m.FlushAll(ctx)
+		}
+	}
+}
+
+// RunRetention applies retention to every log once.
+func (m *Manager) RunRetention() {
+	for name, l := range m.snapshot() {
+		if _, err := l.ApplyRetention(m.committed(name, l)); err != nil && !errors.Is(err, ErrClosed) {
+			m.opts.Logger.Error("retention failed", "log", name, "err", err)
+		}
+	}
+	if err := m.Checkpoint(); err != nil {
+		m.opts.Logger.Error("checkpoint failed", "err", err)
+	}
+}
+
+// RunCompaction compacts every log that needs it, once.
+func (m *Manager) RunCompaction(ctx context.Context) {
+	for name, l := range m.snapshot() {
+		committed := m.committed(name, l)
+		if !l.NeedsCompaction(committed) {
+			continue
+		}
+		if _, err := l.Compact(ctx, committed); err != nil && !errors.Is(err, ErrClosed) && ctx.Err() == nil {
+			m.opts.Logger.Error("compaction failed", "log", name, "err", err)
+		}
+	}
+}
+
+// FlushAll fsyncs every log (what fsync never left to the OS) and checkpoints.
+func (m *Manager) FlushAll(ctx context.Context) {
+	for name, l := range m.snapshot() {
+		if err := l.Sync(ctx); err != nil && !errors.Is(err, ErrClosed) && ctx.Err() == nil {
+			m.opts.Logger.Error("flush failed", "log", name, "err", err)
+		}
+	}
+	if err := m.Checkpoint(); err != nil {
+		m.opts.Logger.Error("checkpoint failed", "err", err)
+	}
+}
+
+// Close flushes and closes every log, writes the checkpoints and then the
+// clean shutdown marker, and releases the data dir.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	logs := m.logs
+	m.mu.Unlock()
+	var errs []error
+	rp := make(map[string]int64, len(logs))
+	ls := make(map[string]int64, len(logs))
+	for n, l := range logs {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close log %s: %w", n, err))
+		}
+		rp[n], ls[n] = l.DurableOffset(), l.LogStartOffset()
+	}
+	if len(errs) == 0 {
+		errs = append(errs,
+			WriteOffsetCheckpoint(filepath.Join(m.dir, RecoveryPointFile), rp),
+			WriteOffsetCheckpoint(filepath.Join(m.dir, LogStartOffsetFile), ls))
+	}
+	if err := errors.Join(errs...); err != nil {
+		m.lock.Close()
+		return err // no marker: the next start recovers
+	}
+	err := WriteFileAtomic(filepath.Join(m.dir, CleanShutdownFile), nil)
+	m.lock.Close()
+	return err
+}
