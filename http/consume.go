@@ -1,0 +1,313 @@
+package httpapi
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+
+	"weir/client"
+	"weir/logstore"
+)
+
+// Consume limits.
+const (
+	defaultLimit    = 500
+	maxLimit        = 100000
+	defaultMaxBytes = 1 << 20
+	maxMaxBytes     = 64 << 20
+	maxWait         = 5 * time.Minute
+)
+
+type encoding int
+
+const (
+	encAuto encoding = iota
+	encText
+	encBase64
+)
+
+func parseEncoding(s string) (encoding, error) {
+	switch s {
+	case "", "auto":
+		return encAuto, nil
+	case "text":
+		return encText, nil
+	case "base64":
+		return encBase64, nil
+	}
+	return 0, badRequest("query parameter encoding=%q must be auto, text or base64", s)
+}
+
+// intQuery parses an optional integer query parameter within [lo, hi].
+func intQuery(c echo.Context, name string, def, lo, hi int64) (int64, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < lo || n > hi {
+		return 0, badRequest("query parameter %s=%q must be an integer between %d and %d", name, v, lo, hi)
+	}
+	return n, nil
+}
+
+func (s *Server) consume(c echo.Context) error {
+	topic := c.Param("topic")
+	pn, err := strconv.ParseInt(c.Param("partition"), 10, 32)
+	if err != nil || pn < 0 {
+		return badRequest("partition %q must be a non-negative integer", c.Param("partition"))
+	}
+	if _, err := s.b.TopicInfo(topic); err != nil {
+		return err
+	}
+	limit, err := intQuery(c, "limit", defaultLimit, 1, maxLimit)
+	if err != nil {
+		return err
+	}
+	maxBytes, err := intQuery(c, "max_bytes", defaultMaxBytes, 1, maxMaxBytes)
+	if err != nil {
+		return err
+	}
+	waitMS, err := intQuery(c, "wait_ms", 0, 0, maxWait.Milliseconds())
+	if err != nil {
+		return err
+	}
+	enc, err := parseEncoding(c.QueryParam("encoding"))
+	if err != nil {
+		return err
+	}
+	p, err := s.b.Partition(topic, int32(pn))
+	if err != nil {
+		return err
+	}
+	offset, err := resolveOffset(c.QueryParam("offset"), p)
+	if err != nil {
+		return err
+	}
+	if waitMS > 0 && offset == p.HighWatermark() {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), time.Duration(waitMS)*time.Millisecond)
+		err := p.WaitHW(ctx, offset)
+		cancel()
+		if err != nil && c.Request().Context().Err() != nil {
+			return nil // the client went away
+		}
+	}
+	resp := client.ConsumeResponse{Topic: topic, Partition: int32(pn), Records: []client.ConsumedRecord{}, NextOffset: offset}
+	res, hw, err := p.Read(offset, int(maxBytes))
+	resp.HighWatermark, resp.LogStartOffset = hw, p.Log().LogStartOffset()
+	if err != nil {
+		var oor *logstore.OutOfRangeError
+		if errors.As(err, &oor) {
+			return outOfRange(offset, oor.LogStartOffset, hw)
+		}
+		return err
+	}
+	n, bytesOut := 0, 0
+	err = logstore.Batches(res.Data, func(b logstore.Batch) error {
+		if n >= int(limit) {
+			return errStop
+		}
+		err := p.Log().Codecs().EachRecord(b, func(r logstore.Record) error {
+			if r.Offset < offset {
+				return nil
+			}
+			if n >= int(limit) {
+				return errStop
+			}
+			resp.Records = append(resp.Records, renderRecord(r, enc, "", nil))
+			resp.NextOffset = r.Offset + 1
+			n++
+			bytesOut += len(r.Key) + len(r.Value)
+			return nil
+		})
+		if err == nil && n < int(limit) {
+			resp.NextOffset = max(resp.NextOffset, b.NextOffset()) // past empty (compacted) ranges too
+		}
+		return err
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return Errorf(client.CodeKafkaStorageError, "reading partition %d: %v", pn, err)
+	}
+	if s.metrics != nil {
+		s.metrics.recordsOut(topic, n, bytesOut)
+	}
+	return writeJSON(c, http.StatusOK, resp)
+}
+
+var errStop = errors.New("stop")
+
+// resolveOffset reads offset=N|earliest|latest (default earliest) against the partition.
+func resolveOffset(v string, p Partition) (int64, error) {
+	hw, start := p.HighWatermark(), p.Log().LogStartOffset()
+	var off int64
+	switch v {
+	case "", "earliest":
+		return start, nil
+	case "latest":
+		return hw, nil
+	default:
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, badRequest("query parameter offset=%q must be an offset, earliest or latest", v)
+		}
+		if n < 0 {
+			return 0, badRequest("query parameter offset=%d must not be negative", n)
+		}
+		off = n
+	}
+	if off < start || off > hw {
+		return 0, outOfRange(off, start, hw)
+	}
+	return off, nil
+}
+
+// renderRecord turns a stored record into its JSON form per the encoding.
+func renderRecord(r logstore.Record, enc encoding, topic string, partition *int32) client.ConsumedRecord {
+	out := client.ConsumedRecord{Topic: topic, Partition: partition, Offset: r.Offset, Timestamp: r.Timestamp}
+	if r.Key != nil {
+		out.Key, out.KeyB64 = encodeBytes(r.Key, enc)
+	}
+	if r.Value == nil {
+		out.Value = json.RawMessage("null")
+	} else {
+		out.Value, out.ValueB64 = encodeBytes(r.Value, enc)
+	}
+	if len(r.Headers) > 0 {
+		out.Headers = make(map[string]string, len(r.Headers))
+		for _, h := range r.Headers {
+			out.Headers[h.Key] = string(h.Value)
+		}
+	}
+	return out
+}
+
+// encodeBytes: auto embeds valid JSON, else a string if UTF-8, else base64;
+// text gives a string (base64 if not UTF-8); base64 always base64.
+func encodeBytes(b []byte, enc encoding) (json.RawMessage, *string) {
+	if enc == encAuto && json.Valid(b) {
+		return json.RawMessage(b), nil
+	}
+	if enc != encBase64 && utf8.Valid(b) {
+		s, _ := json.Marshal(string(b))
+		return s, nil
+	}
+	s := base64.StdEncoding.EncodeToString(b)
+	return nil, &s
+}
+
+// stream serves GET /v1/topics/{t}/records: NDJSON of every partition's
+// records from `from` (earliest, latest or a timestamp in ms); with
+// follow=true it keeps streaming new records until the client goes away.
+func (s *Server) stream(c echo.Context) error {
+	topic := c.Param("topic")
+	info, err := s.b.TopicInfo(topic)
+	if err != nil {
+		return err
+	}
+	follow, err := boolQuery(c, "follow")
+	if err != nil {
+		return err
+	}
+	enc, err := parseEncoding(c.QueryParam("encoding"))
+	if err != nil {
+		return err
+	}
+	from := c.QueryParam("from")
+	if from == "" {
+		from = "earliest"
+	}
+	var fromTS int64 = -1
+	if from != "earliest" && from != "latest" {
+		if fromTS, err = strconv.ParseInt(from, 10, 64); err != nil || fromTS < 0 {
+			return badRequest("query parameter from=%q must be earliest, latest or a timestamp in ms", from)
+		}
+	}
+	parts := make([]Partition, info.Partitions)
+	pos := make([]int64, info.Partitions)
+	for i := range parts {
+		if parts[i], err = s.b.Partition(topic, int32(i)); err != nil {
+			return err
+		}
+		l := parts[i].Log()
+		switch {
+		case from == "earliest":
+			pos[i] = l.LogStartOffset()
+		case from == "latest":
+			pos[i] = parts[i].HighWatermark()
+		default:
+			off, _, found, err := l.OffsetForTimestamp(fromTS)
+			if err != nil {
+				return err
+			}
+			pos[i] = parts[i].HighWatermark()
+			if found {
+				pos[i] = off
+			}
+		}
+	}
+	w := c.Response()
+	w.Header().Set(echo.HeaderContentType, "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	ctx := c.Request().Context()
+	for {
+		changed := s.b.AnyChanged() // taken before reading, so no append slips between
+		wrote := false
+		for i, p := range parts {
+			res, _, err := p.Read(pos[i], defaultMaxBytes)
+			if err != nil {
+				var oor *logstore.OutOfRangeError
+				if errors.As(err, &oor) && pos[i] < oor.LogStartOffset { // retention passed us
+					pos[i] = oor.LogStartOffset
+					continue
+				}
+				return nil // headers are sent: end the stream
+			}
+			pi := int32(i)
+			_ = logstore.Batches(res.Data, func(b logstore.Batch) error {
+				_ = p.Log().Codecs().EachRecord(b, func(r logstore.Record) error {
+					if r.Offset < pos[i] {
+						return nil
+					}
+					line, _ := json.Marshal(renderRecord(r, enc, "", &pi))
+					_, _ = bw.Write(append(line, '\n'))
+					wrote = true
+					return nil
+				})
+				pos[i] = max(pos[i], b.NextOffset())
+				return nil
+			})
+		}
+		if wrote {
+			if err := bw.Flush(); err != nil {
+				return nil
+			}
+			w.Flush()
+			continue
+		}
+		if !follow {
+			_ = bw.Flush()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-time.After(15 * time.Second):
+			// A blank line keeps proxies from timing out an idle stream and
+			// tells us promptly when the client has gone.
+			if _, err := w.Write([]byte("\n")); err != nil {
+				return nil
+			}
+			w.Flush()
+		}
+	}
+}

@@ -1,0 +1,216 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"weir/client"
+	"weir/logstore"
+	"weir/replication"
+)
+
+// ServedByHeader names the node that answered, on every reply.
+const ServedByHeader = "Weir-Served-By"
+
+// Partition is what the API needs of a partition replica led by this node.
+type Partition interface {
+	Append(ctx context.Context, batch []byte, acks replication.Acks) (logstore.AppendResult, error)
+	Read(offset int64, maxBytes int) (logstore.ReadResult, int64, error)
+	WaitHW(ctx context.Context, offset int64) error
+	Changed() <-chan struct{}
+	HighWatermark() int64
+	Log() *logstore.Log
+}
+
+// TopicInfo is what produce and consume need to know of a topic.
+type TopicInfo struct {
+	Name            string
+	Partitions      int
+	MaxMessageBytes int
+}
+
+// Backend is the node's services as the API sees them.
+type Backend interface {
+	NodeID() int32
+	// Ready: joined, metadata caught up and a controller known.
+	Ready() bool
+	Cluster(ctx context.Context) (client.Cluster, error)
+	Health(ctx context.Context) (client.Health, error)
+	DeleteBroker(ctx context.Context, id int32) error
+
+	ListTopics(ctx context.Context, internal bool) (client.TopicList, error)
+	CreateTopic(ctx context.Context, req client.CreateTopicRequest) (client.Topic, error)
+	Topic(ctx context.Context, name string) (client.Topic, error)
+	AlterTopic(ctx context.Context, name string, req client.AlterTopicRequest) (client.Topic, error)
+	DeleteTopic(ctx context.Context, name string) error
+
+	// TopicInfo fails with UNKNOWN_TOPIC_OR_PARTITION for a missing topic.
+	TopicInfo(name string) (TopicInfo, error)
+	// Partition returns the local leader replica, or an API error (unknown, no leader).
+	Partition(topic string, partition int32) (Partition, error)
+	// AnyChanged is closed when any partition's HW moves (for follow streams).
+	AnyChanged() <-chan struct{}
+	Codecs() *logstore.Codecs
+}
+
+// Options configure the API server.
+type Options struct {
+	Backend         Backend
+	Logger          *slog.Logger
+	MaxRequestBytes int64
+	// RequestTimeout bounds a produce's wait when the request gives no timeout_ms.
+	RequestTimeout time.Duration
+	Metrics        *Metrics
+}
+
+// Server is the REST API of one node.
+type Server struct {
+	e        *echo.Echo
+	b        Backend
+	log      *slog.Logger
+	opts     Options
+	metrics  *Metrics
+	servedBy string
+	sticky   stickyCounter
+}
+
+// New builds the API server.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = 16 << 20
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = 30 * time.Second
+	}
+	s := &Server{e: echo.New(), b: opts.Backend, log: opts.Logger, opts: opts, metrics: opts.Metrics,
+		servedBy: strconv.Itoa(int(opts.Backend.NodeID()))}
+	s.e.HideBanner, s.e.HidePort = true, true
+	s.e.HTTPErrorHandler = s.handleError
+	s.e.Use(s.middleware)
+	s.routes()
+	return s
+}
+
+// Handler is the http.Handler to serve.
+func (s *Server) Handler() http.Handler { return s.e }
+
+func (s *Server) routes() {
+	e := s.e
+	e.GET("/livez", s.livez)
+	e.GET("/readyz", s.readyz)
+	if s.metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(s.metrics.Handler()))
+	}
+	v1 := e.Group("/v1")
+	v1.GET("/cluster", s.getCluster)
+	v1.GET("/brokers", s.getBrokers)
+	v1.GET("/brokers/:id", s.getBroker)
+	v1.DELETE("/brokers/:id", s.deleteBroker)
+	v1.GET("/health", s.getHealth)
+
+	v1.GET("/topics", s.listTopics)
+	v1.POST("/topics", s.createTopic)
+	v1.GET("/topics/:topic", s.getTopic)
+	v1.PATCH("/topics/:topic", s.alterTopic)
+	v1.DELETE("/topics/:topic", s.deleteTopic)
+	v1.GET("/topics/:topic/offsets", s.topicOffsets)
+
+	v1.POST("/topics/:topic/records", s.produce)
+	v1.POST("/topics/:topic/partitions/:partition/records", s.produce)
+	v1.GET("/topics/:topic/partitions/:partition/records", s.consume)
+	v1.GET("/topics/:topic/records", s.stream)
+}
+
+// middleware stamps Weir-Served-By, recovers panics into 500s and records metrics.
+func (s *Server) middleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		start := time.Now()
+		c.Response().Header().Set(ServedByHeader, s.servedBy)
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("panic in handler", "path", c.Path(), "panic", r)
+				err = Errorf(client.CodeUnknownServerError, "internal error")
+			}
+			if err != nil {
+				c.Error(err)
+			}
+			if s.metrics != nil {
+				route := c.Path()
+				if route == "" {
+					route = "unmatched"
+				}
+				s.metrics.observeRequest(c.Request().Method, route, c.Response().Status, time.Since(start))
+			}
+		}()
+		return next(c)
+	}
+}
+
+// handleError renders every error as the API's JSON error body.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var ae *Error
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &ae):
+	case errors.As(err, &he):
+		switch he.Code {
+		case http.StatusNotFound:
+			ae = Errorf(client.CodeNotFound, "no route for %s %s", c.Request().Method, c.Request().URL.Path)
+		case http.StatusMethodNotAllowed:
+			ae = Errorf(client.CodeMethodNotAllowed, "method %s is not allowed on %s", c.Request().Method, c.Request().URL.Path)
+		case http.StatusRequestEntityTooLarge:
+			ae = Errorf(client.CodeRecordListTooLarge, "the request body is larger than %d bytes", s.opts.MaxRequestBytes)
+		default:
+			ae = &Error{Status: he.Code, Code: client.CodeInvalidRequest, Message: http.StatusText(he.Code)}
+		}
+	default:
+		ae = asAPIError(err)
+	}
+	if ae.Status >= 500 && ae.Code == client.CodeUnknownServerError {
+		s.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+	}
+	writeError(c, ae)
+}
+
+func writeError(c echo.Context, ae *Error) {
+	_ = writeJSON(c, ae.Status, client.ErrorBody{ErrorCode: ae.Code, Message: ae.Message, Retriable: ae.Retriable,
+		LogStartOffset: ae.LogStartOffset, HighWatermark: ae.HighWatermark})
+}
+
+// writeJSON encodes v without echo's reflection-heavy path and with a trailing newline (nice for curl).
+func writeJSON(c echo.Context, status int, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	c.Response().WriteHeader(status)
+	body = append(body, '\n')
+	_, err = c.Response().Write(body)
+	return err
+}
+
+func (s *Server) livez(c echo.Context) error {
+	return writeJSON(c, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	if !s.b.Ready() {
+		return writeJSON(c, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+	}
+	return writeJSON(c, http.StatusOK, map[string]string{"status": "ready"})
+}
