@@ -340,6 +340,9 @@ func (c *Codecs) EachRecord(b Batch, fn func(Record) error) error {
 		if err := kr.ReadFrom(body[:n+int(length)]); err != nil {
 			return corruptf("record %d: %v", i, err)
 		}
+		if recordBodySize(&kr) != int(length) {
+			return corruptf("record %d: length %d does not match its fields", i, length)
+		}
 		body = body[n+int(length):]
 		if kr.OffsetDelta <= prevDelta || kr.OffsetDelta > lastDelta {
 			return corruptf("record %d: offset delta %d out of order", i, kr.OffsetDelta)

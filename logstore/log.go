@@ -193,6 +193,16 @@ func (l *Log) active() *segment {
 // place) and appends it. With fsync always it returns once the batch is on disk.
 // The batch must be a valid v2 batch whose records have offset deltas 0..n-1.
 func (l *Log) AppendAsLeader(ctx context.Context, batch []byte, epoch int32) (AppendResult, error) {
+	res, err := l.AppendAsLeaderNoWait(batch, epoch)
+	if err != nil {
+		return res, err
+	}
+	return res, l.maybeWaitDurable(ctx, l.cfg.Load(), res.LastOffset+1)
+}
+
+// AppendAsLeaderNoWait is AppendAsLeader without waiting for the fsync: the
+// caller decides when (and whether) to WaitDurable, e.g. for acks=0 or 1.
+func (l *Log) AppendAsLeaderNoWait(batch []byte, epoch int32) (AppendResult, error) {
 	b := Batch(batch)
 	if err := b.Validate(); err != nil {
 		return AppendResult{}, err
@@ -233,9 +243,8 @@ func (l *Log) AppendAsLeader(ctx context.Context, batch []byte, epoch int32) (Ap
 		l.mu.Unlock()
 		return AppendResult{}, err
 	}
-	end := l.leo.Load()
 	l.mu.Unlock()
-	return res, l.maybeWaitDurable(ctx, cfg, end)
+	return res, nil
 }
 
 // AppendAsFollower appends batches that already carry offsets and epochs (a
@@ -594,7 +603,7 @@ func (l *Log) Truncate(offset int64) (int64, error) {
 	}
 	l.segs.Store(&kept)
 	for _, s := range segs[keep:] {
-		s.remove.Store(true)
+		s.retire()
 		s.release()
 	}
 	l.unsynced = filterSegments(l.unsynced, kept)
@@ -730,7 +739,7 @@ func (l *Log) advanceStartLocked(offset int64) error {
 		l.segs.Store(&kept)
 		l.unsynced = filterSegments(l.unsynced, kept)
 		for _, s := range segs[:drop] {
-			s.remove.Store(true)
+			s.retire()
 			s.release()
 		}
 	}

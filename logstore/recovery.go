@@ -83,7 +83,7 @@ func (l *Log) load(opts Options) error {
 		}
 		for _, d := range later {
 			rep.TruncatedBytes += d.size.Load()
-			d.remove.Store(true)
+			d.retire()
 			d.release()
 		}
 		rep.SegmentsDeleted = len(later)
@@ -98,6 +98,13 @@ func (l *Log) load(opts Options) error {
 		segs = append(segs, s)
 		if err := syncDir(l.dir); err != nil {
 			return err
+		}
+	}
+	for _, s := range segs {
+		// segment.ms counts from the first batch, not from this process's
+		// start, or a node restarted often would never roll a quiet segment.
+		if s.firstTS != noTimestamp && s.firstTS < s.opened {
+			s.opened = s.firstTS
 		}
 	}
 	leo := segs[len(segs)-1].next.Load()
@@ -168,7 +175,7 @@ func (l *Log) listSegments() ([]int64, error) {
 		if i := strings.IndexByte(name, '.'); i >= 0 {
 			stem = name[:i]
 		}
-		stray := strings.HasSuffix(name, cleanedSuffix) || strings.Contains(name, ".tmp-") ||
+		stray := strings.HasSuffix(name, cleanedSuffix) || strings.HasSuffix(name, deletedSuffix) || strings.Contains(name, ".tmp-") ||
 			((strings.HasSuffix(name, indexSuffix) || strings.HasSuffix(name, timeIndexSuffix)) && !logs[stem])
 		if stray {
 			if err := os.Remove(filepath.Join(l.dir, name)); err != nil {
@@ -197,12 +204,18 @@ func (s *segment) loadIndexes(interval int64) bool {
 	if !ok {
 		return false
 	}
-	if len(od) == 0 && size > BatchHeaderSize && size > interval {
-		// An empty index is only believable for a segment of a single batch
-		// (or one too small to reach the first index entry).
+	if len(od) == 0 {
+		// An empty index is only believable if no batch starts
+		// index.interval.bytes or more into the segment (appends index the
+		// first batch that does), so walk the headers up to there.
 		var hdr [BatchHeaderSize]byte
-		if _, err := s.log.ReadAt(hdr[:], 0); err != nil || int64(Batch(hdr[:]).Size()) != size {
-			return false
+		for pos := int64(0); pos < size; pos += int64(Batch(hdr[:]).Size()) {
+			if pos > 0 && pos >= interval {
+				return false
+			}
+			if _, err := s.log.ReadAt(hdr[:], pos); err != nil || Batch(hdr[:]).Size() < BatchHeaderSize {
+				return false
+			}
 		}
 	}
 	if offs.len() > 0 && (times.len() == 0 || times.at(0).rel != offs.at(0).rel) {

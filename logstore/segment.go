@@ -15,6 +15,7 @@ const (
 	indexSuffix     = ".index"
 	timeIndexSuffix = ".timeindex"
 	cleanedSuffix   = ".cleaned"
+	deletedSuffix   = ".deleted"
 	noTimestamp     = math.MinInt64
 )
 
@@ -128,8 +129,19 @@ func (s *segment) release() {
 
 func (s *segment) removeFiles() {
 	for _, suf := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
-		_ = os.Remove(s.path + suf)
+		_ = os.Remove(s.path + suf + deletedSuffix)
 	}
+}
+
+// retire takes a segment out of the log: its files are renamed at once (so a
+// new segment may take the same base offset while readers still use the old
+// one) and deleted when the last reference goes. The caller drops the log's
+// reference afterwards. Leftover .deleted files are removed on open.
+func (s *segment) retire() {
+	for _, suf := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
+		_ = os.Rename(s.path+suf, s.path+suf+deletedSuffix)
+	}
+	s.remove.Store(true)
 }
 
 // indexFull reports whether the offset index reached its entry limit.

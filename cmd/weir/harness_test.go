@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"weir/client"
+)
+
+// The binary under test is built once per package run.
+var buildOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+func weirBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "weir-bin-")
+		if err != nil {
+			buildOnce.err = err
+			return
+		}
+		buildOnce.path = filepath.Join(dir, "weir")
+		out, err := exec.Command("go", "build", "-race", "-o", buildOnce.path, ".").CombinedOutput()
+		if err != nil {
+			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildOnce.err != nil {
+		t.Fatal(buildOnce.err)
+	}
+	return buildOnce.path
+}
+
+// freePort returns a loopback address that was free a moment ago.
+func freePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// node is a weir process started by a test.
+type node struct {
+	t        testing.TB
+	id       int
+	dataDir  string
+	httpAddr string
+	raftAddr string
+	args     []string
+	cmd      *exec.Cmd
+	logPath  string
+	exited   chan struct{}
+}
+
+// startNode runs `weir serve` on free loopback ports in a temp data dir.
+func startNode(t testing.TB, extra ...string) *node {
+	t.Helper()
+	n := &node{t: t, id: 1, dataDir: filepath.Join(t.TempDir(), "data"), httpAddr: freePort(t), raftAddr: freePort(t)}
+	n.args = append([]string{"serve", "--node-id", "1", "--data-dir", n.dataDir, "--http-addr", n.httpAddr,
+		"--raft-addr", n.raftAddr, "--voters", "1@" + n.raftAddr}, extra...)
+	n.logPath = filepath.Join(t.TempDir(), "node.log")
+	n.start()
+	t.Cleanup(n.kill)
+	return n
+}
+
+func (n *node) url() string { return "http://" + n.httpAddr }
+
+func (n *node) start() {
+	n.t.Helper()
+	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.cmd = exec.Command(weirBinary(n.t), n.args...)
+	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	if err := n.cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	n.exited = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) {
+		_ = cmd.Wait()
+		logf.Close()
+		close(done)
+	}(n.cmd, n.exited)
+	n.waitReady(60 * time.Second)
+}
+
+// waitReady polls /readyz until it answers 200, failing the test at the deadline.
+func (n *node) waitReady(timeout time.Duration) {
+	n.t.Helper()
+	deadline := time.Now().Add(timeout)
+	hc := &http.Client{Timeout: time.Second}
+	for time.Now().Before(deadline) {
+		select {
+		case <-n.exited:
+			n.t.Fatalf("weir exited before it was ready:\n%s", n.log())
+		default:
+		}
+		resp, err := hc.Get(n.url() + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition, bounded by the deadline
+	}
+	n.t.Fatalf("weir not ready after %v:\n%s", timeout, n.log())
+}
+
+func (n *node) log() string {
+	b, _ := os.ReadFile(n.logPath)
+	if len(b) > 8000 {
+		b = b[len(b)-8000:]
+	}
+	return string(b)
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (n *node) stop() {
+	n.t.Helper()
+	if n.cmd == nil {
+		return
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.exited:
+	case <-time.After(60 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-n.exited
+		n.t.Fatalf("weir did not stop on SIGTERM:\n%s", n.log())
+	}
+	if code := n.cmd.ProcessState.ExitCode(); code != 0 {
+		n.t.Fatalf("weir exited with %d after SIGTERM:\n%s", code, n.log())
+	}
+	n.cmd = nil
+}
+
+// kill sends SIGKILL (a crash) and waits for the process to go.
+func (n *node) kill() {
+	if n.cmd == nil {
+		return
+	}
+	_ = n.cmd.Process.Kill()
+	<-n.exited
+	n.cmd = nil
+}
+
+func (n *node) restart() {
+	n.t.Helper()
+	n.start()
+}
+
+func (n *node) client() *client.Client {
+	n.t.Helper()
+	c, err := client.New([]string{n.url()})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return c
+}
+
+func testCtx(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,253 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"weir/client"
+	httpapi "weir/http"
+	"weir/metadata"
+)
+
+// Cluster describes the cluster from the local metadata image.
+func (n *Node) Cluster(ctx context.Context) (client.Cluster, error) {
+	img := n.meta.Image()
+	ctrl, _, ok := n.meta.Leader()
+	if !ok {
+		ctrl = -1
+	}
+	out := client.Cluster{ClusterID: img.ClusterID, ControllerID: ctrl, Brokers: []client.Broker{}}
+	for _, id := range img.SortedBrokerIDs() {
+		b := img.Broker(id)
+		out.Brokers = append(out.Brokers, client.Broker{ID: b.ID, HTTPAddr: b.HTTPAddr, RaftAddr: b.RaftAddr, Rack: b.Rack,
+			State: b.State, Voter: b.Voter, LeaderCount: img.LeaderCount(b.ID), Epoch: b.Epoch})
+	}
+	return out, nil
+}
+
+// Health reports what keeps the cluster from being fully healthy.
+func (n *Node) Health(ctx context.Context) (client.Health, error) {
+	img := n.meta.Image()
+	h := client.Health{Reasons: []string{}, BrokersDown: []int32{}, LeaderlessPartitions: []client.TopicPartition{},
+		UnderReplicatedPartitions: []client.TopicPartition{}, UnderMinISRPartitions: []client.TopicPartition{}}
+	ctrl, _, ok := n.meta.Leader()
+	h.ControllerID = ctrl
+	if !ok {
+		h.ControllerID = -1
+		h.Reasons = append(h.Reasons, "no controller: the Raft group has no leader")
+	}
+	for _, id := range img.SortedBrokerIDs() {
+		if !img.Broker(id).Alive() {
+			h.BrokersDown = append(h.BrokersDown, id)
+		}
+	}
+	for _, name := range img.SortedTopicNames() {
+		t := img.Topic(name)
+		tc, err := n.topicConfig(t)
+		if err != nil {
+			return h, err
+		}
+		for _, p := range t.Partitions {
+			tp := client.TopicPartition{Topic: name, Partition: p.Partition}
+			if p.Leader == metadata.NoLeader {
+				h.LeaderlessPartitions = append(h.LeaderlessPartitions, tp)
+			}
+			if len(p.ISR) < len(p.Replicas) {
+				h.UnderReplicatedPartitions = append(h.UnderReplicatedPartitions, tp)
+			}
+			if len(p.ISR) < int(tc.MinInsyncReplicas) {
+				h.UnderMinISRPartitions = append(h.UnderMinISRPartitions, tp)
+			}
+		}
+	}
+	if len(h.BrokersDown) > 0 {
+		h.Reasons = append(h.Reasons, fmt.Sprintf("%d broker(s) down", len(h.BrokersDown)))
+	}
+	if len(h.LeaderlessPartitions) > 0 {
+		h.Reasons = append(h.Reasons, fmt.Sprintf("%d partition(s) without a leader", len(h.LeaderlessPartitions)))
+	}
+	if len(h.UnderReplicatedPartitions) > 0 {
+		h.Reasons = append(h.Reasons, fmt.Sprintf("%d under-replicated partition(s)", len(h.UnderReplicatedPartitions)))
+	}
+	if len(h.UnderMinISRPartitions) > 0 {
+		h.Reasons = append(h.Reasons, fmt.Sprintf("%d partition(s) below min.insync.replicas", len(h.UnderMinISRPartitions)))
+	}
+	if !n.Ready() {
+		h.Reasons = append(h.Reasons, "this node is not ready yet")
+	}
+	h.Healthy = len(h.Reasons) == 0
+	return h, nil
+}
+
+// DeleteBroker removes a node that is gone for good.
+func (n *Node) DeleteBroker(ctx context.Context, id int32) error {
+	b := n.meta.Image().Broker(id)
+	if b == nil {
+		return httpapi.Errorf(client.CodeBrokerNotAvailable, "broker %d is not part of the cluster", id)
+	}
+	if id == n.cfg.NodeID || b.Alive() {
+		return httpapi.Errorf(client.CodeInvalidRequest, "broker %d is alive; stop it for good before removing it", id)
+	}
+	return httpapi.Errorf(client.CodeInvalidRequest, "removing broker %d needs a multi-node cluster controller", id)
+}
+
+// ListTopics lists the topics (internal ones only when asked).
+func (n *Node) ListTopics(ctx context.Context, internal bool) (client.TopicList, error) {
+	img := n.meta.Image()
+	out := client.TopicList{Topics: []client.TopicSummary{}}
+	for _, name := range img.SortedTopicNames() {
+		t := img.Topic(name)
+		if t.Internal && !internal {
+			continue
+		}
+		out.Topics = append(out.Topics, client.TopicSummary{Name: name, Partitions: len(t.Partitions),
+			ReplicationFactor: t.ReplicationFactor(), Internal: t.Internal})
+	}
+	return out, nil
+}
+
+// CreateTopic creates a topic with the broker defaults for what the request omits.
+func (n *Node) CreateTopic(ctx context.Context, req client.CreateTopicRequest) (client.Topic, error) {
+	if err := metadata.ValidateTopicName(req.Name); err != nil {
+		return client.Topic{}, metaError(err)
+	}
+	for k, v := range req.Configs {
+		if err := metadata.ValidateTopicConfig(k, v); err != nil {
+			return client.Topic{}, metaError(err)
+		}
+	}
+	parts, rf := int(n.cfg.NumPartitions), int(n.cfg.DefaultReplicationFactor)
+	if req.Partitions != nil {
+		parts = *req.Partitions
+	}
+	if req.ReplicationFactor != nil {
+		rf = *req.ReplicationFactor
+	}
+	if _, err := n.meta.CreateTopic(ctx, req.Name, parts, rf, req.Configs, false); err != nil {
+		return client.Topic{}, metaError(err)
+	}
+	if err := n.syncNow(); err != nil {
+		return client.Topic{}, err
+	}
+	return n.Topic(ctx, req.Name)
+}
+
+// Topic describes a topic with live offsets of the partitions this node leads.
+func (n *Node) Topic(ctx context.Context, name string) (client.Topic, error) {
+	t := n.meta.Image().Topic(name)
+	if t == nil {
+		return client.Topic{}, httpapi.Errorf(client.CodeUnknownTopicOrPartition, "topic %q does not exist", name)
+	}
+	tc := metadata.EffectiveConfigs(n.cfg.TopicDefaults(), t.Configs)
+	out := client.Topic{Name: t.Name, ID: t.ID, Internal: t.Internal, ReplicationFactor: t.ReplicationFactor(),
+		Configs: tc, Partitions: make([]client.PartitionInfo, 0, len(t.Partitions))}
+	for _, p := range t.Partitions {
+		pi := client.PartitionInfo{Partition: p.Partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch,
+			Replicas: append([]int32{}, p.Replicas...), ISR: append([]int32{}, p.ISR...),
+			LogStartOffset: -1, HighWatermark: -1, LogEndOffset: -1}
+		if part, ok := n.repl.Partition(name, p.Partition); ok {
+			l := part.Log()
+			pi.LogStartOffset, pi.HighWatermark, pi.LogEndOffset = l.LogStartOffset(), part.HighWatermark(), l.LogEndOffset()
+		}
+		out.Partitions = append(out.Partitions, pi)
+	}
+	return out, nil
+}
+
+// AlterTopic raises the partition count and/or changes configs.
+func (n *Node) AlterTopic(ctx context.Context, name string, req client.AlterTopicRequest) (client.Topic, error) {
+	t := n.meta.Image().Topic(name)
+	if t == nil {
+		return client.Topic{}, httpapi.Errorf(client.CodeUnknownTopicOrPartition, "topic %q does not exist", name)
+	}
+	if req.Partitions != nil && *req.Partitions < len(t.Partitions) {
+		return client.Topic{}, httpapi.Errorf(client.CodeInvalidPartitions,
+			"partitions: topic %q has %d partitions; the count can only grow, got %d", name, len(t.Partitions), *req.Partitions)
+	}
+	set, reset := map[string]string{}, []string{}
+	keys := make([]string, 0, len(req.Configs))
+	for k := range req.Configs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := req.Configs[k]
+		if v == nil {
+			if err := metadata.ValidateTopicConfig(k, metadata.KafkaDefaultTopicConfigs()[k]); err != nil {
+				return client.Topic{}, metaError(err)
+			}
+			reset = append(reset, k)
+			continue
+		}
+		if err := metadata.ValidateTopicConfig(k, *v); err != nil {
+			return client.Topic{}, metaError(err)
+		}
+		set[k] = *v
+	}
+	// Configs first: both are checked above, so a refused count cannot leave configs half-applied.
+	if len(set) > 0 || len(reset) > 0 {
+		if _, err := n.meta.AlterTopicConfigs(ctx, name, set, reset); err != nil {
+			return client.Topic{}, metaError(err)
+		}
+	}
+	if req.Partitions != nil && *req.Partitions > len(t.Partitions) {
+		if _, err := n.meta.CreatePartitions(ctx, name, *req.Partitions); err != nil {
+			return client.Topic{}, metaError(err)
+		}
+	}
+	if err := n.syncNow(); err != nil {
+		return client.Topic{}, err
+	}
+	return n.Topic(ctx, name)
+}
+
+// DeleteTopic deletes a topic; its logs go with the next metadata sync.
+func (n *Node) DeleteTopic(ctx context.Context, name string) error {
+	if n.meta.Image().Topic(name) == nil {
+		return httpapi.Errorf(client.CodeUnknownTopicOrPartition, "topic %q does not exist", name)
+	}
+	if err := n.meta.DeleteTopic(ctx, name); err != nil {
+		return metaError(err)
+	}
+	return n.syncNow()
+}
+
+// TopicInfo is what produce and consume need of a topic.
+func (n *Node) TopicInfo(name string) (httpapi.TopicInfo, error) {
+	t := n.meta.Image().Topic(name)
+	if t == nil {
+		return httpapi.TopicInfo{}, httpapi.Errorf(client.CodeUnknownTopicOrPartition, "topic %q does not exist", name)
+	}
+	tc, err := n.topicConfig(t)
+	if err != nil {
+		return httpapi.TopicInfo{}, err
+	}
+	return httpapi.TopicInfo{Name: name, Partitions: len(t.Partitions), MaxMessageBytes: int(tc.MaxMessageBytes)}, nil
+}
+
+// Partition returns the local leader replica of a partition.
+func (n *Node) Partition(topic string, partition int32) (httpapi.Partition, error) {
+	t := n.meta.Image().Topic(topic)
+	if t == nil {
+		return nil, httpapi.Errorf(client.CodeUnknownTopicOrPartition, "topic %q does not exist", topic)
+	}
+	if partition < 0 || int(partition) >= len(t.Partitions) {
+		return nil, httpapi.Errorf(client.CodeUnknownTopicOrPartition, "topic %q has no partition %d (it has %d)", topic, partition, len(t.Partitions))
+	}
+	mp := t.Partitions[partition]
+	if mp.Leader == metadata.NoLeader {
+		return nil, httpapi.Errorf(client.CodeLeaderNotAvailable, "partition %s-%d has no leader right now", topic, partition)
+	}
+	if mp.Leader != n.cfg.NodeID {
+		return nil, httpapi.Errorf(client.CodeNotLeaderOrFollower, "partition %s-%d is led by broker %d", topic, partition, mp.Leader)
+	}
+	p, ok := n.repl.Partition(topic, partition)
+	if !ok {
+		return nil, httpapi.Errorf(client.CodeLeaderNotAvailable, "partition %s-%d is still opening on this node", topic, partition)
+	}
+	if leader, _, _, _ := p.State(); !leader {
+		return nil, httpapi.Errorf(client.CodeLeaderNotAvailable, "partition %s-%d is becoming leader on this node", topic, partition)
+	}
+	return p, nil
+}

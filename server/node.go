@@ -1,0 +1,300 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"weir/client"
+	httpapi "weir/http"
+	"weir/logstore"
+	"weir/metadata"
+	"weir/replication"
+)
+
+// Node is one Weir broker: storage, Raft metadata, replication and HTTP.
+type Node struct {
+	cfg    Config
+	logger *slog.Logger
+
+	logs    *logstore.Manager
+	meta    *metadata.Store
+	repl    *replication.Manager
+	metrics *httpapi.Metrics
+	api     *httpapi.Server
+
+	ready    atomic.Bool
+	syncMu   sync.Mutex // serialises applying the metadata to local replicas
+	listener net.Listener
+}
+
+// New prepares a node from a config; Run starts it.
+func New(cfg Config, logger *slog.Logger) (*Node, error) {
+	cfg = cfg.Resolved()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Node{cfg: cfg, logger: logger}, nil
+}
+
+// logConfig is the storage configuration of a topic from its effective configs.
+func (n *Node) logConfig(tc metadata.TopicConfig) logstore.Config {
+	c := logstore.DefaultConfig()
+	c.SegmentBytes = int64(tc.SegmentBytes)
+	c.SegmentMs = tc.SegmentMs
+	c.IndexIntervalBytes = int64(tc.IndexIntervalBytes)
+	c.RetentionMs = tc.RetentionMs
+	c.RetentionBytes = tc.RetentionBytes
+	switch {
+	case tc.CleanupPolicy.Compact && tc.CleanupPolicy.Delete:
+		c.CleanupPolicy = logstore.CleanupCompactDelete
+	case tc.CleanupPolicy.Compact:
+		c.CleanupPolicy = logstore.CleanupCompact
+	default:
+		c.CleanupPolicy = logstore.CleanupDelete
+	}
+	c.DeleteRetentionMs = tc.DeleteRetentionMs
+	c.MessageTimestampType = tc.MessageTimestampType
+	c.Fsync = logstore.FsyncPolicy(n.cfg.Fsync)
+	return c
+}
+
+// topicConfig is a topic's effective typed configuration.
+func (n *Node) topicConfig(t *metadata.Topic) (metadata.TopicConfig, error) {
+	return metadata.ParseTopicConfig(metadata.EffectiveConfigs(n.cfg.TopicDefaults(), t.Configs))
+}
+
+// Run serves until ctx ends, then shuts down cleanly (clean-shutdown markers
+// written, Raft closed) and returns.
+func (n *Node) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on http_addr %s: %w", n.cfg.HTTPAddr, err)
+	}
+	n.listener = ln
+	defaults, err := metadata.ParseTopicConfig(n.cfg.TopicDefaults())
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("topic defaults: %w", err)
+	}
+	n.logs, err = logstore.OpenManager(n.cfg.DataDir, logstore.ManagerOptions{
+		Config:                 n.logConfig(defaults),
+		Committed:              n.committed,
+		RetentionCheckInterval: time.Duration(n.cfg.LogRetentionCheckIntervalMs) * time.Millisecond,
+		FlushInterval:          time.Duration(n.cfg.LogFlushIntervalMs) * time.Millisecond,
+		Logger:                 n.logger.With("component", "logstore"),
+	})
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("open data dir: %w", err)
+	}
+	n.logger.Info("data dir open", "dir", n.cfg.DataDir, "clean_shutdown", n.logs.WasClean(), "logs", len(n.logs.Names()))
+	voters := make([]metadata.Voter, len(n.cfg.Voters))
+	for i, v := range n.cfg.Voters {
+		voters[i] = metadata.Voter{ID: v.ID, RaftAddr: v.RaftAddr}
+	}
+	n.meta, err = metadata.Open(ctx, metadata.Config{
+		NodeID: n.cfg.NodeID, RaftAddr: n.cfg.RaftAddr, HTTPAddr: n.cfg.AdvertiseHTTPAddr, Rack: n.cfg.BrokerRack,
+		Dir: filepath.Join(n.cfg.DataDir, "raft"), Voters: voters, Logger: n.logger.With("component", "raft"),
+	})
+	if err != nil {
+		n.logs.Close()
+		ln.Close()
+		return fmt.Errorf("start raft: %w", err)
+	}
+	n.repl = replication.NewManager(n.cfg.NodeID, n.logs)
+	n.metrics = httpapi.NewMetrics()
+	n.metrics.Registry.MustRegister(newCollector(n))
+	n.api = httpapi.New(httpapi.Options{
+		Backend: n, Logger: n.logger.With("component", "http"), Metrics: n.metrics,
+		MaxRequestBytes: n.cfg.MaxRequestBytes, RequestTimeout: time.Duration(n.cfg.RequestTimeoutMs) * time.Millisecond,
+	})
+	srv := &http.Server{Handler: n.api.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn)}
+
+	bg, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	serveErr := make(chan error, 1)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- err
+		}
+	}()
+	go func() { defer wg.Done(); n.logs.Run(bg) }()
+	go func() { defer wg.Done(); n.watchMetadata(bg) }()
+	n.logger.Info("weir node started", "node_id", n.cfg.NodeID, "http_addr", ln.Addr().String(), "raft_addr", n.cfg.RaftAddr)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-serveErr:
+	}
+	n.logger.Info("shutting down")
+	n.ready.Store(false)
+	shCtx, cancel := context.WithTimeout(context.Background(), time.Duration(n.cfg.ShutdownTimeoutMs)*time.Millisecond)
+	defer cancel()
+	if err := srv.Shutdown(shCtx); err != nil {
+		_ = srv.Close()
+	}
+	stopBG()
+	wg.Wait()
+	n.repl.Close()
+	if err := n.logs.Close(); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("close logs: %w", err))
+	}
+	if err := n.meta.Close(); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("close raft: %w", err))
+	}
+	n.logger.Info("stopped")
+	return runErr
+}
+
+// committed is the offset below which retention and compaction may work: the HW.
+func (n *Node) committed(name string, l *logstore.Log) int64 {
+	if t, p, ok := logstore.ParsePartitionDir(name); ok && n.repl != nil {
+		if part, ok := n.repl.Partition(t, p); ok {
+			return part.HighWatermark()
+		}
+	}
+	return l.DurableOffset()
+}
+
+// watchMetadata registers this broker and keeps the local replicas in line
+// with every metadata change.
+func (n *Node) watchMetadata(ctx context.Context) {
+	retry := time.NewTicker(250 * time.Millisecond)
+	defer retry.Stop()
+	for {
+		changed := n.meta.Changed()
+		if err := n.reconcile(ctx); err != nil && ctx.Err() == nil {
+			n.logger.Debug("metadata not applied yet", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-retry.C:
+		}
+	}
+}
+
+// reconcile makes sure this broker is registered and alive, then applies the
+// partitions of the current image to the local replicas.
+func (n *Node) reconcile(ctx context.Context) error {
+	img := n.meta.Image()
+	self := img.Broker(n.cfg.NodeID)
+	if self == nil || self.HTTPAddr != n.cfg.AdvertiseHTTPAddr || self.RaftAddr != n.cfg.RaftAdvertiseAddr() {
+		if !n.meta.IsLeader() {
+			return errors.New("waiting for the controller to register this broker")
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := n.meta.RegisterBroker(cctx, metadata.Broker{ID: n.cfg.NodeID, HTTPAddr: n.cfg.AdvertiseHTTPAddr,
+			RaftAddr: n.cfg.RaftAdvertiseAddr(), Rack: n.cfg.BrokerRack})
+		return err
+	}
+	if !self.Alive() {
+		if !n.meta.IsLeader() {
+			return errors.New("waiting for the controller to unfence this broker")
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if _, err := n.meta.Propose(cctx, metadata.UnfenceBrokerCmd{ID: n.cfg.NodeID}); err != nil {
+			return err
+		}
+		return nil
+	}
+	if err := n.applyImage(img); err != nil {
+		return err
+	}
+	n.ready.Store(true)
+	return nil
+}
+
+// applyImage hands every partition of the image to the replica manager.
+func (n *Node) applyImage(img *metadata.Image) error {
+	n.syncMu.Lock()
+	defer n.syncMu.Unlock()
+	var as []replication.Assignment
+	for _, name := range img.SortedTopicNames() {
+		t := img.Topic(name)
+		tc, err := n.topicConfig(t)
+		if err != nil {
+			return fmt.Errorf("topic %s: %w", name, err)
+		}
+		lc := n.logConfig(tc)
+		for _, p := range t.Partitions {
+			as = append(as, replication.Assignment{Topic: name, Partition: p.Partition, Replicas: p.Replicas,
+				Leader: p.Leader, LeaderEpoch: p.LeaderEpoch, ISR: p.ISR, MinISR: int(tc.MinInsyncReplicas), Config: lc})
+		}
+	}
+	return n.repl.Apply(as)
+}
+
+// syncNow applies the latest image at once, so a reply to an admin call is
+// only sent once this node's replicas reflect it.
+func (n *Node) syncNow() error {
+	if !n.ready.Load() {
+		return nil
+	}
+	return n.applyImage(n.meta.Image())
+}
+
+// NodeID is this broker's id.
+func (n *Node) NodeID() int32 { return n.cfg.NodeID }
+
+// Ready reports whether the node is registered, caught up and knows a controller.
+func (n *Node) Ready() bool {
+	if !n.ready.Load() || n.meta == nil {
+		return false
+	}
+	_, _, ok := n.meta.Leader()
+	return ok
+}
+
+// Codecs are the storage codecs.
+func (n *Node) Codecs() *logstore.Codecs { return n.logs.Codecs() }
+
+// AnyChanged is closed when any local partition's HW moves.
+func (n *Node) AnyChanged() <-chan struct{} { return n.repl.AnyChanged() }
+
+// metaError maps metadata errors to API errors.
+func metaError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, metadata.ErrTopicExists):
+		return httpapi.Errorf(client.CodeTopicAlreadyExists, "%v", err)
+	case errors.Is(err, metadata.ErrUnknownTopic):
+		return httpapi.Errorf(client.CodeUnknownTopicOrPartition, "%v", err)
+	case errors.Is(err, metadata.ErrInvalidTopic):
+		return httpapi.Errorf(client.CodeInvalidTopic, "%v", err)
+	case errors.Is(err, metadata.ErrInvalidPartitions):
+		return httpapi.Errorf(client.CodeInvalidPartitions, "%v", err)
+	case errors.Is(err, metadata.ErrInvalidReplicationFactor):
+		return httpapi.Errorf(client.CodeInvalidReplicationFactor, "%v", err)
+	case errors.Is(err, metadata.ErrInvalidConfig):
+		return httpapi.Errorf(client.CodeInvalidConfig, "%v", err)
+	case errors.Is(err, metadata.ErrInvalidRequest):
+		return httpapi.Errorf(client.CodeInvalidRequest, "%v", err)
+	case errors.Is(err, metadata.ErrNotLeader):
+		return httpapi.Errorf(client.CodeNotController, "%v", err)
+	case errors.Is(err, metadata.ErrUnknownOutcome):
+		return httpapi.Errorf(client.CodeRequestTimedOut, "%v", err)
+	case errors.Is(err, metadata.ErrUnknownBroker):
+		return httpapi.Errorf(client.CodeBrokerNotAvailable, "%v", err)
+	}
+	return err
+}
