@@ -225,7 +225,7 @@ func (c *Codecs) EncodeBatch(dst []byte, records []Record, opts BatchOptions) ([
 	if opts.Compression == CompressionNone {
 		body = dst
 	} else {
-		body = make([]byte, 0, est)
+		body = c.bodyBuffer(est)
 	}
 	for i := range records {
 		body = appendRecord(body, &records[i], int32(i), records[i].Timestamp-baseTS)
@@ -234,7 +234,9 @@ func (c *Codecs) EncodeBatch(dst []byte, records []Record, opts BatchOptions) ([
 		dst = body
 	} else {
 		var err error
-		if dst, err = c.Compress(dst, body, opts.Compression); err != nil {
+		dst, err = c.Compress(dst, body, opts.Compression)
+		c.putBodyBuffer(body)
+		if err != nil {
 			return dst[:start], err
 		}
 	}

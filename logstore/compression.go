@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
@@ -80,6 +81,25 @@ type Codecs struct {
 	gzipWriters sync.Pool // *gzip.Writer
 	lz4Writers  sync.Pool // *lz4.Writer
 	lz4Readers  sync.Pool // *lz4.Reader
+	bodies      sync.Pool // *[]byte: uncompressed record bodies EncodeBatch builds
+}
+
+// maxPooledBody is the largest body buffer kept for reuse.
+const maxPooledBody = 4 << 20
+
+// bodyBuffer returns an empty buffer of at least n bytes' capacity.
+func (c *Codecs) bodyBuffer(n int) []byte {
+	if p, _ := c.bodies.Get().(*[]byte); p != nil && cap(*p) >= n {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, n)
+}
+
+// putBodyBuffer keeps b for a later bodyBuffer; the caller no longer uses it.
+func (c *Codecs) putBodyBuffer(b []byte) {
+	if cap(b) <= maxPooledBody {
+		c.bodies.Put(&b)
+	}
 }
 
 // NewCodecs returns codecs that refuse to inflate a batch beyond maxDecoded
@@ -129,7 +149,13 @@ func (c *Codecs) Compress(dst, src []byte, codec Compression) ([]byte, error) {
 		return buf.Bytes(), nil
 	case CompressionSnappy:
 		// Raw snappy blocks, as franz-go and librdkafka write them; Java reads them too.
-		return append(dst, s2.EncodeSnappy(nil, src)...), nil
+		// Encoded straight into dst's spare room: no temporary block, no second copy.
+		n := s2.MaxEncodedLen(len(src))
+		if n < 0 {
+			return dst, fmt.Errorf("snappy: %w", s2.ErrTooLarge)
+		}
+		dst = slices.Grow(dst, n)
+		return dst[:len(dst)+len(s2.EncodeSnappy(dst[len(dst):len(dst)+n], src))], nil
 	case CompressionLZ4:
 		buf := bytes.NewBuffer(dst)
 		w, _ := c.lz4Writers.Get().(*lz4.Writer)

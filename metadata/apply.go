@@ -14,7 +14,7 @@ import (
 // On error the returned image is base at the new version: a refused command
 // changes nothing but still counts as applied.
 func applyCommand(base *Image, index uint64, cmd Command) (*Image, error) {
-	tx := &txn{base: base, next: shallowCopy(base)}
+	tx := &txn{next: shallowCopy(base)}
 	tx.next.Version = index
 	var err error
 	switch c := cmd.(type) {
@@ -50,7 +50,7 @@ func applyCommand(base *Image, index uint64, cmd Command) (*Image, error) {
 // applyConfiguration records a Raft configuration (at index) in the image and
 // refreshes the brokers' Voter flags.
 func applyConfiguration(base *Image, index uint64, members []Member) *Image {
-	tx := &txn{base: base, next: shallowCopy(base)}
+	tx := &txn{next: shallowCopy(base)}
 	tx.next.Version = index
 	tx.next.Members = members
 	for _, id := range base.SortedBrokerIDs() {
@@ -82,7 +82,6 @@ func isVoter(members []Member, id int32) bool {
 // copied on first write, and a topic is cloned the first time it is changed,
 // so unchanged brokers and topics stay shared with the previous image.
 type txn struct {
-	base          *Image
 	next          *Image
 	brokersCopied bool
 	topicsCopied  bool
@@ -327,7 +326,7 @@ func (tx *txn) createTopic(c CreateTopicCmd) error {
 		return err
 	}
 	if tx.next.Topics[c.Name] != nil {
-		return fmt.Errorf("%w: topic %q already exists", ErrTopicExists, c.Name)
+		return fmt.Errorf("%w: %q", ErrTopicExists, c.Name)
 	}
 	if _, err := uuid.Parse(c.ID); err != nil {
 		return fmt.Errorf("%w: topic id %q is not a UUID", ErrInvalidRequest, c.ID)
@@ -392,8 +391,8 @@ func (tx *txn) validateAssignments(topic string, first, rf int, assignments [][]
 					ErrUnknownBroker, p, topic, id)
 			}
 			if !b.Alive() {
-				return fmt.Errorf("%w: partition %d of topic %q is assigned to broker %d, which is fenced",
-					ErrFencedBroker, p, topic, id)
+				return fmt.Errorf("%w: broker %d (a replica of partition %d of topic %q)",
+					ErrFencedBroker, id, p, topic)
 			}
 		}
 	}

@@ -50,7 +50,7 @@ func (s *Store) CreateTopic(ctx context.Context, name string, partitions, rf int
 	}
 	img := s.Image()
 	if img.Topic(name) != nil {
-		return nil, fmt.Errorf("%w: topic %q already exists", ErrTopicExists, name)
+		return nil, fmt.Errorf("%w: %q", ErrTopicExists, name)
 	}
 	alive := img.AliveBrokers()
 	assignments, err := PlaceReplicas(alive, partitions, rf, leastLoadedStart(img, alive))

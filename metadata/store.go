@@ -241,7 +241,10 @@ func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
 		return false
 	})
 	s.raft.RegisterObserver(s.observer)
+	// One initial nudge covers a leadership change before the observer was
+	// registered.
 	s.kick = make(chan struct{}, 1)
+	s.kick <- struct{}{}
 	s.wg.Add(2)
 	go s.watch()
 	go s.clusterIDLoop()

@@ -31,6 +31,7 @@ type Node struct {
 	api     *httpapi.Server
 
 	ready    atomic.Bool
+	caughtUp bool // the metadata image was current once; only the watcher goroutine uses it
 	syncMu   sync.Mutex // serialises applying the metadata to local replicas
 	listener net.Listener
 }
@@ -104,7 +105,8 @@ func (n *Node) Run(ctx context.Context) error {
 		voters[i] = metadata.Voter{ID: v.ID, RaftAddr: v.RaftAddr}
 	}
 	n.meta, err = metadata.Open(ctx, metadata.Config{
-		NodeID: n.cfg.NodeID, RaftAddr: n.cfg.RaftAddr, HTTPAddr: n.cfg.AdvertiseHTTPAddr, Rack: n.cfg.BrokerRack,
+		NodeID: n.cfg.NodeID, RaftAddr: n.cfg.RaftAdvertiseAddr(), RaftBindAddr: n.cfg.RaftAddr,
+		HTTPAddr: n.cfg.AdvertiseHTTPAddr, Rack: n.cfg.BrokerRack,
 		Dir: filepath.Join(n.cfg.DataDir, "raft"), Voters: voters, Logger: n.logger.With("component", "raft"),
 	})
 	if err != nil {
@@ -215,6 +217,21 @@ func (n *Node) reconcile(ctx context.Context) error {
 			return err
 		}
 		return nil
+	}
+	if !n.caughtUp {
+		// The image may still lack committed entries (Raft replays the log
+		// after an election): applying it now could delete the logs of topics
+		// it does not show yet. Only the controller can confirm it is current.
+		if !n.meta.IsLeader() {
+			return errors.New("waiting to catch up with the metadata")
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := n.meta.Barrier(cctx); err != nil {
+			return fmt.Errorf("metadata barrier: %w", err)
+		}
+		n.caughtUp = true
+		img = n.meta.Image()
 	}
 	if err := n.applyImage(img); err != nil {
 		return err
