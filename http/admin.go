@@ -17,11 +17,18 @@ import (
 
 // readBody reads the request body up to the configured limit.
 func (s *Server) readBody(c echo.Context) ([]byte, error) {
-	r := io.LimitReader(c.Request().Body, s.opts.MaxRequestBytes+1)
-	body, err := io.ReadAll(r)
-	if err != nil {
+	req := c.Request()
+	if req.ContentLength > s.opts.MaxRequestBytes {
+		return nil, Errorf(client.CodeRecordListTooLarge, "the request body is larger than max_request_bytes (%d)", s.opts.MaxRequestBytes)
+	}
+	var buf bytes.Buffer
+	if req.ContentLength > 0 { // one allocation of the right size, not ReadAll's doubling
+		buf.Grow(int(req.ContentLength) + 1)
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(req.Body, s.opts.MaxRequestBytes+1)); err != nil {
 		return nil, badRequest("reading the request body: %v", err)
 	}
+	body := buf.Bytes()
 	if int64(len(body)) > s.opts.MaxRequestBytes {
 		return nil, Errorf(client.CodeRecordListTooLarge, "the request body is larger than max_request_bytes (%d)", s.opts.MaxRequestBytes)
 	}

@@ -3,13 +3,10 @@ package httpapi
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -100,9 +97,7 @@ func (s *Server) consume(c echo.Context) error {
 			return nil // the client went away
 		}
 	}
-	resp := client.ConsumeResponse{Topic: topic, Partition: int32(pn), Records: []client.ConsumedRecord{}, NextOffset: offset}
 	res, hw, err := p.Read(offset, int(maxBytes))
-	resp.HighWatermark, resp.LogStartOffset = hw, p.Log().LogStartOffset()
 	if err != nil {
 		var oor *logstore.OutOfRangeError
 		if errors.As(err, &oor) {
@@ -110,6 +105,14 @@ func (s *Server) consume(c echo.Context) error {
 		}
 		return err
 	}
+	// The reply is written by hand (see jsonenc.go), records straight from the batches.
+	buf := make([]byte, 0, len(res.Data)+len(res.Data)/4+256)
+	buf = append(buf, `{"topic":`...)
+	buf = appendJSONString(buf, []byte(topic))
+	buf = append(buf, `,"partition":`...)
+	buf = strconv.AppendInt(buf, pn, 10)
+	buf = append(buf, `,"records":[`...)
+	next := offset
 	n, bytesOut := 0, 0
 	err = logstore.Batches(res.Data, func(b logstore.Batch) error {
 		if n >= int(limit) {
@@ -122,24 +125,34 @@ func (s *Server) consume(c echo.Context) error {
 			if n >= int(limit) {
 				return errStop
 			}
-			resp.Records = append(resp.Records, renderRecord(r, enc, "", nil))
-			resp.NextOffset = r.Offset + 1
+			if n > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendRecordJSON(buf, &r, enc, -1)
+			next = r.Offset + 1
 			n++
 			bytesOut += len(r.Key) + len(r.Value)
 			return nil
 		})
 		if err == nil && n < int(limit) {
-			resp.NextOffset = max(resp.NextOffset, b.NextOffset()) // past empty (compacted) ranges too
+			next = max(next, b.NextOffset()) // past empty (compacted) ranges too
 		}
 		return err
 	})
 	if err != nil && !errors.Is(err, errStop) {
 		return Errorf(client.CodeKafkaStorageError, "reading partition %d: %v", pn, err)
 	}
+	buf = append(buf, `],"next_offset":`...)
+	buf = strconv.AppendInt(buf, next, 10)
+	buf = append(buf, `,"high_watermark":`...)
+	buf = strconv.AppendInt(buf, hw, 10)
+	buf = append(buf, `,"log_start_offset":`...)
+	buf = strconv.AppendInt(buf, p.Log().LogStartOffset(), 10)
+	buf = append(buf, "}\n"...)
 	if s.metrics != nil {
 		s.metrics.recordsOut(topic, n, bytesOut)
 	}
-	return writeJSON(c, http.StatusOK, resp)
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, buf)
 }
 
 var errStop = errors.New("stop")
@@ -167,40 +180,6 @@ func resolveOffset(v string, p Partition) (int64, error) {
 		return 0, outOfRange(off, start, hw)
 	}
 	return off, nil
-}
-
-// renderRecord turns a stored record into its JSON form per the encoding.
-func renderRecord(r logstore.Record, enc encoding, topic string, partition *int32) client.ConsumedRecord {
-	out := client.ConsumedRecord{Topic: topic, Partition: partition, Offset: r.Offset, Timestamp: r.Timestamp}
-	if r.Key != nil {
-		out.Key, out.KeyB64 = encodeBytes(r.Key, enc)
-	}
-	if r.Value == nil {
-		out.Value = json.RawMessage("null")
-	} else {
-		out.Value, out.ValueB64 = encodeBytes(r.Value, enc)
-	}
-	if len(r.Headers) > 0 {
-		out.Headers = make(map[string]string, len(r.Headers))
-		for _, h := range r.Headers {
-			out.Headers[h.Key] = string(h.Value)
-		}
-	}
-	return out
-}
-
-// encodeBytes: auto embeds valid JSON, else a string if UTF-8, else base64;
-// text gives a string (base64 if not UTF-8); base64 always base64.
-func encodeBytes(b []byte, enc encoding) (json.RawMessage, *string) {
-	if enc == encAuto && json.Valid(b) {
-		return json.RawMessage(b), nil
-	}
-	if enc != encBase64 && utf8.Valid(b) {
-		s, _ := json.Marshal(string(b))
-		return s, nil
-	}
-	s := base64.StdEncoding.EncodeToString(b)
-	return nil, &s
 }
 
 // stream serves GET /v1/topics/{t}/records: NDJSON of every partition's
@@ -257,6 +236,7 @@ func (s *Server) stream(c echo.Context) error {
 	w.Header().Set(echo.HeaderContentType, "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 64<<10)
+	var line []byte
 	ctx := c.Request().Context()
 	for {
 		changed := s.b.AnyChanged() // taken before reading, so no append slips between
@@ -277,7 +257,7 @@ func (s *Server) stream(c echo.Context) error {
 					if r.Offset < pos[i] {
 						return nil
 					}
-					line, _ := json.Marshal(renderRecord(r, enc, "", &pi))
+					line = appendRecordJSON(line[:0], &r, enc, pi)
 					_, _ = bw.Write(append(line, '\n'))
 					wrote = true
 					return nil

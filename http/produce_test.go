@@ -1,6 +1,10 @@
 package httpapi
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/valyala/fastjson"
+)
 
 // Kafka's own vectors (UtilsTest.testMurmur2 in the Java client): keys must
 // land where Kafka clients put them.
@@ -61,29 +65,49 @@ func TestSplitLines(t *testing.T) {
 }
 
 func TestRecordBytes(t *testing.T) {
-	s := "AAEC"
 	cases := []struct {
-		raw  string
-		b64  *string
-		want []byte
-		err  bool
+		record string
+		want   []byte
+		err    bool
 	}{
-		{`"hello"`, nil, []byte("hello"), false},
-		{`{"a": 1, "b": [1, 2]}`, nil, []byte(`{"a":1,"b":[1,2]}`), false},
-		{`null`, nil, nil, false},
-		{``, nil, nil, false},
-		{`12.5`, nil, []byte("12.5"), false},
-		{``, &s, []byte{0, 1, 2}, false},
-		{`"x"`, &s, nil, true},
+		{`{"value":"hello"}`, []byte("hello"), false},
+		{`{"value":"esc\"aped\n"}`, []byte("esc\"aped\n"), false},
+		{`{"value":{"a": 1, "b": [1, 2]}}`, []byte(`{"a":1,"b":[1,2]}`), false},
+		{`{"value":null}`, nil, false},
+		{`{}`, nil, false},
+		{`{"value":12.5}`, []byte("12.5"), false},
+		{`{"value":""}`, []byte{}, false},
+		{`{"value_b64":"AAEC"}`, []byte{0, 1, 2}, false},
+		{`{"value":"x","value_b64":"AAEC"}`, nil, true},
+		{`{"value_b64":"!!"}`, nil, true},
+		{`{"value_b64":5}`, nil, true},
 	}
+	var p fastjson.Parser
 	for _, c := range cases {
-		var raw []byte
-		if c.raw != "" {
-			raw = []byte(c.raw)
+		v, err := p.Parse(c.record)
+		if err != nil {
+			t.Fatal(err)
 		}
-		got, err := recordBytes(raw, c.b64, "records[0]", "value")
-		if (err != nil) != c.err || string(got) != string(c.want) || (got == nil) != (c.want == nil) {
-			t.Errorf("recordBytes(%q, %v) = %q, %v; want %q err=%v", c.raw, c.b64, got, err, c.want, c.err)
+		r, err := recordFromValue(v, "records[0]")
+		got := r.rec.Value
+		if (err != nil) != c.err || string(got) != string(c.want) || (!c.err && (got == nil) != (c.want == nil)) {
+			t.Errorf("%s: value %q, %v; want %q err=%v", c.record, got, err, c.want, c.err)
+		}
+	}
+}
+
+func TestRecordFromValueRefusals(t *testing.T) {
+	for _, rec := range []string{
+		`"a"`, `[1]`, `{"partition":"1"}`, `{"partition":-1}`, `{"partition":1.5}`, `{"timestamp":"now"}`,
+		`{"timestamp":-1}`, `{"headers":{"h":1}}`, `{"headers":[1]}`, `{"valu":1}`, `{"key":"a","key_b64":"YQ=="}`,
+	} {
+		var p fastjson.Parser
+		v, err := p.Parse(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := recordFromValue(v, "records[0]"); err == nil {
+			t.Errorf("%s was accepted", rec)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/valyala/fastjson"
 
 	"weir/client"
 	"weir/logstore"
@@ -79,6 +80,7 @@ type Server struct {
 	metrics  *Metrics
 	servedBy string
 	sticky   stickyCounter
+	parsers  fastjson.ParserPool // produce bodies
 }
 
 // New builds the API server.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
@@ -109,10 +111,12 @@ func benchClose(tb testing.TB, l *Log) {
 
 // BenchmarkAppend is a single writer appending 500 x 1 KiB batches.
 //
-//	fsync=*        : the batch is encoded once; each op copies it into the
-//	                 append buffer (AppendAsLeader stamps offsets in place),
-//	                 as a broker does with a request buffer.
-//	reencode/fsync=*: each op encodes the batch from records (producer side included).
+//	fsync=*          : the batch is encoded once; each op copies it into the
+//	                   append buffer (AppendAsLeader stamps offsets in place),
+//	                   as a broker does with a request buffer.
+//	raw/fsync=*      : no log: pwrite of the same batch at the end of a plain
+//	                   file (and fdatasync): the file system's floor.
+//	reencode/fsync=* : each op encodes the batch from records (producer side included).
 func BenchmarkAppend(b *testing.B) {
 	for _, fsync := range []FsyncPolicy{FsyncAlways, FsyncNever} {
 		b.Run("fsync="+string(fsync), func(b *testing.B) {
@@ -130,6 +134,32 @@ func BenchmarkAppend(b *testing.B) {
 				}
 			}
 			benchClose(b, l)
+		})
+	}
+	// The floor: what the file system gives the same writes without the log,
+	// pwrite of the batch at the end of a file (and fdatasync each).
+	for _, fsync := range []FsyncPolicy{FsyncAlways, FsyncNever} {
+		b.Run("raw/fsync="+string(fsync), func(b *testing.B) {
+			batch := benchBatch(b, benchBatchRecs, benchRecordSize)
+			f, err := os.Create(filepath.Join(b.TempDir(), "raw"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			b.SetBytes(int64(len(batch)))
+			b.ReportAllocs()
+			var pos int64
+			for b.Loop() {
+				if _, err := f.WriteAt(batch, pos); err != nil {
+					b.Fatal(err)
+				}
+				pos += int64(len(batch))
+				if fsync == FsyncAlways {
+					if err := datasync(f); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
 		})
 	}
 	for _, fsync := range []FsyncPolicy{FsyncAlways, FsyncNever} {
@@ -333,8 +363,8 @@ func BenchmarkRecovery(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			l := benchOpen(b, dir, cfg, Options{})
-			if rep := l.Recovery(); !rep.Recovered || rep.Reason != "" {
-				b.Fatalf("recovery report %+v", rep)
+			if rep := l.Recovery(); !rep.Recovered || rep.Reason != "" || rep.SegmentsScanned != l.SegmentCount() {
+				b.Fatalf("recovery report %+v, %d segments", rep, l.SegmentCount())
 			}
 			once.Do(func() { size = l.Size() })
 			closeUntimed(b, l)

@@ -250,11 +250,12 @@ func (c *Codecs) decodeSnappyBlock(dst, src []byte) ([]byte, error) {
 	if n > c.maxDecoded-len(dst) {
 		return nil, ErrDecompressedTooLarge
 	}
-	out, err := s2.Decode(make([]byte, n), src)
+	dst = slices.Grow(dst, n) // decode in place after dst: no temporary block
+	out, err := s2.Decode(dst[len(dst):len(dst)+n], src)
 	if err != nil {
 		return nil, fmt.Errorf("snappy: %w", err)
 	}
-	return append(dst, out...), nil
+	return dst[:len(dst)+len(out)], nil
 }
 
 // decodeXerial reads the xerial framing: 8-byte magic, two 4-byte versions,

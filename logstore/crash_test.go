@@ -479,6 +479,20 @@ func crashDamageFile(t *testing.T, c *crashLog, dir string, seg int, kind string
 		x := byte(1 + rng.IntN(255))
 		data[p] ^= x
 		d.desc = fmt.Sprintf("flip byte %d of %d with %#02x", p, size, x)
+	case "flip-noepoch": // without a checkpoint, a raised epoch is a valid-looking batch
+		var p int64
+		for {
+			p = rng.Int64N(size)
+			i := sort.Search(len(c.batches), func(i int) bool {
+				return c.batches[i].seg > seg || (c.batches[i].seg == seg && c.batches[i].end() > p)
+			})
+			if rel := p - c.batches[i].pos; rel < posLeaderEpoch || rel >= posMagic {
+				break
+			}
+		}
+		x := byte(1 + rng.IntN(255))
+		data[p] ^= x
+		d.desc = fmt.Sprintf("flip byte %d of %d with %#02x", p, size, x)
 	case "garbage":
 		p := rng.Int64N(size)
 		n := min(int64(2+rng.IntN(100)), size-p)
@@ -891,6 +905,54 @@ func TestCrashDamagedIndexes(t *testing.T) {
 	}
 }
 
+// TestCrashEpochCheckpointLost damages the tail with the leader epoch
+// checkpoint missing or unreadable: recovery still cuts at the damage (by
+// CRC, framing and offsets; a raised epoch is undetectable without the
+// checkpoint) and rebuilds the checkpoint from the batches it kept.
+func TestCrashEpochCheckpointLost(t *testing.T) {
+	seed := crashSeed(t)
+	c := crashTemplate(t, crashRand(seed), 20, 2)
+	root := t.TempDir()
+	kinds := []string{"truncate", "flip-noepoch", "zerotail", "garbage"}
+	for it := range crashIters(24) {
+		itSeed := seed + uint64(it)*0x9e3779b97f4a7c15
+		kind := kinds[it%len(kinds)]
+		t.Run(fmt.Sprintf("%s%03d", kind, it), func(t *testing.T) {
+			rng := crashRand(itSeed)
+			dir := filepath.Join(root, strconv.Itoa(it))
+			defer os.RemoveAll(dir)
+			crashCopyDir(t, c.dir, dir)
+			ckpt := filepath.Join(dir, EpochFileName)
+			lost := "deleted"
+			if rng.IntN(2) == 0 {
+				lost = "garbled"
+				if err := os.WriteFile(ckpt, []byte("0\n2\n5 10\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := os.Remove(ckpt); err != nil {
+				t.Fatal(err)
+			}
+			d := crashDamageFile(t, c, dir, len(c.bases)-1, kind, rng)
+			kept, _, _ := c.crashKept(d)
+			t.Logf("iteration seed %d: checkpoint %s, %s: expect %d of %d batches kept", itSeed, lost, d.desc, kept, len(c.batches))
+
+			l := crashOpen(t, dir, c.cfg, Options{})
+			defer func() { l.Delete() }()
+			crashVerify(t, l, c.batches[:kept], rng)
+			if rep := l.Recovery(); !rep.EpochCacheRebult {
+				t.Errorf("report %+v: the epoch cache was not rebuilt", rep)
+			}
+			wantEpochs := c.epochsBelow(l.LogEndOffset())
+			if got := l.Epochs(); !slices.Equal(got, wantEpochs) {
+				t.Fatalf("rebuilt epochs %v, want %v", got, wantEpochs)
+			}
+			if disk, ok := loadEpochCache(dir); !ok || !slices.Equal(disk.entries, wantEpochs) {
+				t.Fatalf("checkpoint on disk %v (ok=%v), want %v", disk.entries, ok, wantEpochs)
+			}
+		})
+	}
+}
+
 // TestCrashLeftoverFiles checks that Open removes what interrupted work left
 // behind and nothing else.
 func TestCrashLeftoverFiles(t *testing.T) {
@@ -905,6 +967,9 @@ func TestCrashLeftoverFiles(t *testing.T) {
 				segmentName(c.bases[0]) + logSuffix + cleanedSuffix,
 				segmentName(c.bases[0]) + indexSuffix + cleanedSuffix,
 				segmentName(c.bases[0]) + timeIndexSuffix + cleanedSuffix,
+				segmentName(c.bases[0]) + timeIndexSuffix + deletedSuffix, // a retired segment
+				segmentName(77777) + logSuffix + deletedSuffix,
+				segmentName(77777) + indexSuffix + deletedSuffix,
 				EpochFileName + ".tmp-123456",
 				"recovery-point-offset-checkpoint.tmp-42",
 				segmentName(99999) + indexSuffix, // orphans: no .log of that base

@@ -239,7 +239,7 @@ func (s *segment) position(offset int64) int64 {
 // instead of returning garbage, skipping batches or truncating mid-batch.
 func (s *segment) indexedBatchOK(b Batch, pos, offset, size int64) bool {
 	n := int64(b.Size())
-	return true || n >= BatchHeaderSize && pos+n <= size && b.BaseOffset() >= s.base && b.BaseOffset() <= offset
+	return n >= BatchHeaderSize && pos+n <= size && b.BaseOffset() >= s.base && b.BaseOffset() <= offset
 }
 
 // walkSpan returns position(offset) and the position of the next index entry

@@ -48,6 +48,7 @@ everything.
 	// produce, consume, group, cluster, bench, local-cluster) go here too.
 	root.AddCommand(
 		newServeCmd(a),
+		newBenchCmd(a),
 		newVersionCmd(),
 	)
 	return root

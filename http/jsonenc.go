@@ -1,0 +1,124 @@
+package httpapi
+
+import (
+	"encoding/base64"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/valyala/fastjson"
+
+	"weir/logstore"
+)
+
+// The consume path writes its JSON by hand: encoding/json's reflection and its
+// re-validation of embedded values cost more than reading the records.
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends b as a JSON string; invalid UTF-8 becomes U+FFFD
+// (as encoding/json does).
+func appendJSONString(dst, b []byte) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, b[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, b[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' { // valid JSON, but break JavaScript parsers
+			dst = append(dst, b[start:i]...)
+			dst = append(dst, `\u202`...)
+			dst = append(dst, hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, b[start:]...)
+	return append(dst, '"')
+}
+
+// appendBytesField appends `,"name":<value>` or `,"name_b64":"..."` per the encoding.
+func appendBytesField(dst []byte, name string, b []byte, enc encoding) []byte {
+	if enc == encAuto && fastjson.ValidateBytes(b) == nil {
+		dst = append(dst, `,"`...)
+		dst = append(dst, name...)
+		dst = append(dst, `":`...)
+		return append(dst, b...)
+	}
+	if enc != encBase64 && utf8.Valid(b) {
+		dst = append(dst, `,"`...)
+		dst = append(dst, name...)
+		dst = append(dst, `":`...)
+		return appendJSONString(dst, b)
+	}
+	dst = append(dst, `,"`...)
+	dst = append(dst, name...)
+	dst = append(dst, `_b64":"`...)
+	dst = base64.StdEncoding.AppendEncode(dst, b)
+	return append(dst, '"')
+}
+
+// appendRecordJSON appends one record as the API's JSON object. partition < 0
+// leaves the field out (the partition endpoint names it once, above).
+func appendRecordJSON(dst []byte, r *logstore.Record, enc encoding, partition int32) []byte {
+	dst = append(dst, '{')
+	if partition >= 0 {
+		dst = append(dst, `"partition":`...)
+		dst = strconv.AppendInt(dst, int64(partition), 10)
+		dst = append(dst, ',')
+	}
+	dst = append(dst, `"offset":`...)
+	dst = strconv.AppendInt(dst, r.Offset, 10)
+	dst = append(dst, `,"timestamp":`...)
+	dst = strconv.AppendInt(dst, r.Timestamp, 10)
+	if r.Key != nil {
+		dst = appendBytesField(dst, "key", r.Key, enc)
+	}
+	if r.Value == nil {
+		dst = append(dst, `,"value":null`...)
+	} else {
+		dst = appendBytesField(dst, "value", r.Value, enc)
+	}
+	if len(r.Headers) > 0 {
+		dst = append(dst, `,"headers":{`...)
+		for i, h := range r.Headers {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendJSONString(dst, []byte(h.Key))
+			dst = append(dst, ':')
+			dst = appendJSONString(dst, h.Value)
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, '}')
+}
