@@ -84,8 +84,8 @@ bench() {
 # round (the "DD" lines in the raw output), their median is reported. A fixed
 # count (not time) keeps the fsync=never variants from writing tens of GB.
 for ((round = 1; round <= count; round++)); do
-	echo "== round $round/$count: dd ${mib} MiB + fdatasync"
-	dd_mbps=$("$here/disk-baseline.sh" -d "$dir" -m "$mib" -r 1 -q)
+	echo "== round $round/$count: dd ${mib} MiB + fdatasync, median of 3"
+	dd_mbps=$("$here/disk-baseline.sh" -d "$dir" -m "$mib" -r 3 -q)
 	echo "dd: $dd_mbps MB/s"
 	echo "DD $dd_mbps" >>"$raw"
 	bench '^BenchmarkAppend$' 1000x 600 1

@@ -50,6 +50,7 @@ type Config struct {
 	MaxRequestBytes             int64  `yaml:"max_request_bytes"`
 	LogRetentionCheckIntervalMs int64  `yaml:"log_retention_check_interval_ms"`
 	LogFlushIntervalMs          int64  `yaml:"log_flush_interval_ms"`
+	LogCleanerBackoffMs         int64  `yaml:"log_cleaner_backoff_ms"`
 
 	// Cluster timing, replication and groups.
 	BrokerHeartbeatIntervalMs int64 `yaml:"broker_heartbeat_interval_ms"`
@@ -117,6 +118,7 @@ func DefaultConfig() Config {
 		MaxRequestBytes:             16 << 20,
 		LogRetentionCheckIntervalMs: 300000,
 		LogFlushIntervalMs:          60000,
+		LogCleanerBackoffMs:         15000,
 
 		BrokerHeartbeatIntervalMs: 500,
 		BrokerSessionTimeoutMs:    2500,
@@ -261,6 +263,7 @@ func (c Config) Validate() error {
 		},
 		func() error { return atLeast("log_retention_check_interval_ms", c.LogRetentionCheckIntervalMs, 1) },
 		func() error { return atLeast("log_flush_interval_ms", c.LogFlushIntervalMs, 1) },
+		func() error { return atLeast("log_cleaner_backoff_ms", c.LogCleanerBackoffMs, 1) },
 		func() error { return atLeast("broker_heartbeat_interval_ms", c.BrokerHeartbeatIntervalMs, 1) },
 		func() error {
 			if c.BrokerSessionTimeoutMs <= c.BrokerHeartbeatIntervalMs {

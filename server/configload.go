@@ -73,6 +73,7 @@ func options() []option {
 		intOpt("max_request_bytes", "largest HTTP request body the API accepts", func(c *Config) *int64 { return &c.MaxRequestBytes }),
 		intOpt("log_retention_check_interval_ms", "how often retention looks for segments to delete", func(c *Config) *int64 { return &c.LogRetentionCheckIntervalMs }),
 		intOpt("log_flush_interval_ms", "how often logs are flushed to disk in the background (what fsync: never relies on)", func(c *Config) *int64 { return &c.LogFlushIntervalMs }),
+		intOpt("log_cleaner_backoff_ms", "how often compacted topics are checked for work", func(c *Config) *int64 { return &c.LogCleanerBackoffMs }),
 		intOpt("broker_heartbeat_interval_ms", "how often this node heartbeats the controller", func(c *Config) *int64 { return &c.BrokerHeartbeatIntervalMs }),
 		intOpt("broker_session_timeout_ms", "a node silent this long is fenced: it leaves every ISR and loses its leaderships", func(c *Config) *int64 { return &c.BrokerSessionTimeoutMs }),
 		intOpt("replica_lag_time_max_ms", "a follower not caught up for this long leaves the ISR", func(c *Config) *int64 { return &c.ReplicaLagTimeMaxMs }),

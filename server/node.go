@@ -93,6 +93,7 @@ func (n *Node) Run(ctx context.Context) error {
 		Committed:              n.committed,
 		RetentionCheckInterval: time.Duration(n.cfg.LogRetentionCheckIntervalMs) * time.Millisecond,
 		FlushInterval:          time.Duration(n.cfg.LogFlushIntervalMs) * time.Millisecond,
+		CleanerInterval:        time.Duration(n.cfg.LogCleanerBackoffMs) * time.Millisecond,
 		Logger:                 n.logger.With("component", "logstore"),
 	})
 	if err != nil {

@@ -62,9 +62,9 @@ type stored struct {
 func readPartition(t testing.TB, url, topic string, p int) (map[int64]stored, int64) {
 	t.Helper()
 	out := map[int64]stored{}
-	next := int64(0)
+	next := "earliest"
 	for {
-		st, body := call(t, "GET", fmt.Sprintf("%s/v1/topics/%s/partitions/%d/records?offset=%d&encoding=base64&limit=1000", url, topic, p, next), "", nil)
+		st, body := call(t, "GET", fmt.Sprintf("%s/v1/topics/%s/partitions/%d/records?offset=%s&encoding=base64&limit=1000", url, topic, p, next), "", nil)
 		var resp client.ConsumeResponse
 		mustJSON(t, st, body, 200, &resp)
 		for _, r := range resp.Records {
@@ -80,10 +80,10 @@ func readPartition(t testing.TB, url, topic string, p int) (map[int64]stored, in
 			}
 			out[r.Offset] = s
 		}
-		if resp.NextOffset >= resp.HighWatermark || len(resp.Records) == 0 {
+		if resp.NextOffset >= resp.HighWatermark || fmt.Sprint(resp.NextOffset) == next {
 			return out, resp.HighWatermark
 		}
-		next = resp.NextOffset
+		next = fmt.Sprint(resp.NextOffset)
 	}
 }
 
