@@ -31,7 +31,7 @@ type Node struct {
 	api     *httpapi.Server
 
 	ready    atomic.Bool
-	caughtUp bool // the metadata image was current once; only the watcher goroutine uses it
+	caughtUp bool       // the metadata image was current once; only the watcher goroutine uses it
 	syncMu   sync.Mutex // serialises applying the metadata to local replicas
 	listener net.Listener
 }
