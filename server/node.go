@@ -214,10 +214,7 @@ func (n *Node) reconcile(ctx context.Context) error {
 		}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		if _, err := n.meta.Propose(cctx, metadata.UnfenceBrokerCmd{ID: n.cfg.NodeID}); err != nil {
-			return err
-		}
-		return nil
+		return n.meta.UnfenceBroker(cctx, n.cfg.NodeID, self.Epoch)
 	}
 	if !n.caughtUp {
 		// The image may still lack committed entries (Raft replays the log
@@ -311,6 +308,8 @@ func metaError(err error) error {
 		return httpapi.Errorf(client.CodeNotController, "%v", err)
 	case errors.Is(err, metadata.ErrUnknownOutcome):
 		return httpapi.Errorf(client.CodeRequestTimedOut, "%v", err)
+	case errors.Is(err, metadata.ErrStaleEpoch):
+		return httpapi.Errorf(client.CodeNotController, "%v; retry", err)
 	case errors.Is(err, metadata.ErrUnknownBroker):
 		return httpapi.Errorf(client.CodeBrokerNotAvailable, "%v", err)
 	}
