@@ -200,6 +200,9 @@ func (l *Log) AppendAsLeader(ctx context.Context, batch []byte, epoch int32) (Ap
 	return res, l.maybeWaitDurable(ctx, l.cfg.Load(), res.LastOffset+1)
 }
 
+// writebackMinBytes is the smallest batch worth an early writeback hint.
+const writebackMinBytes = 64 << 10
+
 // AppendAsLeaderNoWait is AppendAsLeader without waiting for the fsync: the
 // caller decides when (and whether) to WaitDurable, e.g. for acks=0 or 1.
 func (l *Log) AppendAsLeaderNoWait(batch []byte, epoch int32) (AppendResult, error) {
@@ -246,10 +249,11 @@ func (l *Log) AppendAsLeaderNoWait(batch []byte, epoch int32) (AppendResult, err
 	a := l.active()
 	end := a.size.Load()
 	l.mu.Unlock()
-	if cfg.Fsync == FsyncAlways {
+	if cfg.Fsync == FsyncAlways && len(b) >= writebackMinBytes {
 		// The batch is about to be fsynced: start writing it out now, so it is
 		// on its way while the fsync in flight (group commit) finishes. With
 		// 8 writers this measured ~+20% appended MB/s; one writer is unchanged.
+		// Small batches skip it: the syscall then costs more than it saves.
 		a.startWriteback(end-int64(len(b)), int64(len(b)))
 	}
 	return res, nil

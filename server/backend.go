@@ -213,17 +213,33 @@ func (n *Node) DeleteTopic(ctx context.Context, name string) error {
 	return n.syncNow()
 }
 
+// topicInfos caches TopicInfo per metadata image: parsing configs on every
+// produce showed up in profiles.
+type topicInfos struct {
+	version uint64
+	infos   map[string]httpapi.TopicInfo
+}
+
 // TopicInfo is what produce and consume need of a topic.
 func (n *Node) TopicInfo(name string) (httpapi.TopicInfo, error) {
-	t := n.meta.Image().Topic(name)
-	if t == nil {
+	img := n.meta.Image()
+	cache := n.infoCache.Load()
+	if cache == nil || cache.version != img.Version {
+		cache = &topicInfos{version: img.Version, infos: make(map[string]httpapi.TopicInfo, len(img.Topics))}
+		for tn, t := range img.Topics {
+			tc, err := n.topicConfig(t)
+			if err != nil {
+				return httpapi.TopicInfo{}, err
+			}
+			cache.infos[tn] = httpapi.TopicInfo{Name: tn, Partitions: len(t.Partitions), MaxMessageBytes: int(tc.MaxMessageBytes)}
+		}
+		n.infoCache.Store(cache)
+	}
+	info, ok := cache.infos[name]
+	if !ok {
 		return httpapi.TopicInfo{}, httpapi.Errorf(client.CodeUnknownTopicOrPartition, "topic %q does not exist", name)
 	}
-	tc, err := n.topicConfig(t)
-	if err != nil {
-		return httpapi.TopicInfo{}, err
-	}
-	return httpapi.TopicInfo{Name: name, Partitions: len(t.Partitions), MaxMessageBytes: int(tc.MaxMessageBytes)}, nil
+	return info, nil
 }
 
 // Partition returns the local leader replica of a partition.

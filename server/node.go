@@ -30,10 +30,11 @@ type Node struct {
 	metrics *httpapi.Metrics
 	api     *httpapi.Server
 
-	ready    atomic.Bool
-	caughtUp bool       // the metadata image was current once; only the watcher goroutine uses it
-	syncMu   sync.Mutex // serialises applying the metadata to local replicas
-	listener net.Listener
+	ready     atomic.Bool
+	infoCache atomic.Pointer[topicInfos]
+	caughtUp  bool       // the metadata image was current once; only the watcher goroutine uses it
+	syncMu    sync.Mutex // serialises applying the metadata to local replicas
+	listener  net.Listener
 }
 
 // New prepares a node from a config; Run starts it.
