@@ -109,12 +109,14 @@ func (p *Partition) Append(ctx context.Context, batch []byte, acks Acks) (logsto
 		return res, err
 	}
 	end := res.LastOffset + 1
-	if acks != AcksAll || p.log.Config().Fsync != logstore.FsyncAlways {
-		p.markDirty()
+	if acks != AcksAll {
+		p.markDirty() // nobody waits: the flusher makes it durable and moves the HW
 		return res, nil
 	}
-	if err := p.log.WaitDurable(ctx, end); err != nil {
-		return res, err
+	if p.log.Config().Fsync == logstore.FsyncAlways {
+		if err := p.log.WaitDurable(ctx, end); err != nil {
+			return res, err
+		}
 	}
 	p.updateHW()
 	return res, p.WaitHW(ctx, end-1)
