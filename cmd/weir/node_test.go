@@ -149,6 +149,14 @@ func TestSingleNodeEndToEnd(t *testing.T) {
 	mustJSON(t, st, body, 200, &pr)
 	note(pr.Offsets, []stored{{nil, bin}})
 
+	// acks=0: answered without waiting, offsets unknown (-1), the record still lands.
+	st, body = call(t, "POST", u+"/v1/topics/orders/partitions/1/records?acks=0", "text/plain", []byte("fire and forget"))
+	mustJSON(t, st, body, 200, &pr)
+	if pr.Offsets[0].Offset != -1 {
+		t.Fatalf("acks=0 reply: %s", body)
+	}
+	want[1][int64(len(want[1]))] = stored{nil, []byte("fire and forget")}
+
 	check := func(when string) {
 		t.Helper()
 		for p := 0; p < 3; p++ {
