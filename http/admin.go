@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -29,6 +28,7 @@ func (s *Server) readBody(c echo.Context) ([]byte, error) {
 		return nil, badRequest("reading the request body: %v", err)
 	}
 	body := buf.Bytes()
+	c.Set(bodyKey, body) // kept for forwarding to the owner
 	if int64(len(body)) > s.opts.MaxRequestBytes {
 		return nil, Errorf(client.CodeRecordListTooLarge, "the request body is larger than max_request_bytes (%d)", s.opts.MaxRequestBytes)
 	}
@@ -232,11 +232,6 @@ func (s *Server) deleteTopic(c echo.Context) error {
 }
 
 func (s *Server) topicOffsets(c echo.Context) error {
-	name := c.Param("topic")
-	info, err := s.b.TopicInfo(name)
-	if err != nil {
-		return err
-	}
 	var ts *int64
 	if v := c.QueryParam("timestamp"); v != "" {
 		t, err := strconv.ParseInt(v, 10, 64)
@@ -245,25 +240,9 @@ func (s *Server) topicOffsets(c echo.Context) error {
 		}
 		ts = &t
 	}
-	out := client.TopicOffsets{Topic: name, Partitions: make([]client.PartitionOffsets, 0, info.Partitions)}
-	for i := 0; i < info.Partitions; i++ {
-		p, err := s.b.Partition(name, int32(i))
-		if err != nil {
-			return err
-		}
-		l := p.Log()
-		row := client.PartitionOffsets{Partition: int32(i), LogStartOffset: l.LogStartOffset(),
-			HighWatermark: p.HighWatermark(), LogEndOffset: l.LogEndOffset()}
-		if ts != nil {
-			off, t, found, err := l.OffsetForTimestamp(*ts)
-			if err != nil {
-				return fmt.Errorf("offset for timestamp: %w", err)
-			}
-			if found && off < row.HighWatermark {
-				row.Offset, row.Timestamp = &off, &t
-			}
-		}
-		out.Partitions = append(out.Partitions, row)
+	out, err := s.b.TopicOffsets(c.Request().Context(), c.Param("topic"), ts)
+	if err != nil {
+		return err
 	}
 	return writeJSON(c, http.StatusOK, out)
 }

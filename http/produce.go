@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -157,13 +161,26 @@ func (s *Server) produce(c echo.Context) error {
 		groups[p] = append(groups[p], i)
 	}
 	// Resolve every partition before writing any, so a missing leader writes nothing.
+	// Partitions led elsewhere are sent to their leaders, split from this request.
 	parts := make(map[int32]Partition, len(groups))
+	remote := map[int32]*NotHereError{}
 	for _, p := range order {
 		part, err := s.b.Partition(topic, p)
-		if err != nil {
+		var ne *NotHereError
+		switch {
+		case errors.As(err, &ne):
+			if len(order) == 1 {
+				return err // the whole request goes as it is
+			}
+			if c.Request().Header.Get(ForwardedHeader) != "" {
+				return Errorf(client.CodeNotLeaderOrFollower, "%s; this node's metadata may be behind, retry", ne.Error())
+			}
+			remote[p] = ne
+		case err != nil:
 			return err
+		default:
+			parts[p] = part
 		}
-		parts[p] = part
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), timeout)
 	defer cancel()
@@ -175,6 +192,26 @@ func (s *Server) produce(c echo.Context) error {
 		batchRecs := make([]logstore.Record, len(idx))
 		for j, i := range idx {
 			batchRecs[j] = recs[i].rec
+		}
+		if ne := remote[p]; ne != nil {
+			offs, err := s.produceRemote(ctx, ne, topic, p, batchRecs, acks, timeout)
+			mu.Lock()
+			defer mu.Unlock()
+			for j, i := range idx {
+				if err != nil {
+					ae := asAPIError(err)
+					out[i] = client.ProduceOffset{Partition: p, Offset: -1, Timestamp: -1, ErrorCode: ae.Code, Message: ae.Message}
+					if firstErr == nil {
+						firstErr = ae
+					}
+					continue
+				}
+				out[i] = offs[j]
+				if offs[j].ErrorCode != "" && firstErr == nil {
+					firstErr = Errorf(offs[j].ErrorCode, "%s", offs[j].Message)
+				}
+			}
+			return
 		}
 		res, err := s.appendBatch(ctx, parts[p], batchRecs, acks)
 		mu.Lock()
@@ -241,6 +278,76 @@ func (s *Server) produce(c echo.Context) error {
 	}
 	buf = append(buf, "]}\n"...)
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, buf)
+}
+
+// produceRemote sends one partition's records to its leader (byte-exact, as
+// base64) and returns their outcomes in order.
+func (s *Server) produceRemote(ctx context.Context, ne *NotHereError, topic string, p int32, recs []logstore.Record,
+	acks replication.Acks, timeout time.Duration) ([]client.ProduceOffset, error) {
+	if ne.Addr == "" {
+		return nil, Errorf(client.CodeLeaderNotAvailable, "%s has no known address", ne.What)
+	}
+	body := []byte(`{"records":[`)
+	for i := range recs {
+		r := &recs[i]
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, `{"timestamp":`...)
+		body = strconv.AppendInt(body, r.Timestamp, 10)
+		if r.Key != nil {
+			body = append(body, `,"key_b64":"`...)
+			body = base64.StdEncoding.AppendEncode(body, r.Key)
+			body = append(body, '"')
+		}
+		if r.Value != nil {
+			body = append(body, `,"value_b64":"`...)
+			body = base64.StdEncoding.AppendEncode(body, r.Value)
+			body = append(body, '"')
+		}
+		if len(r.Headers) > 0 {
+			body = append(body, `,"headers":{`...)
+			for j, h := range r.Headers {
+				if j > 0 {
+					body = append(body, ',')
+				}
+				body = appendJSONString(body, []byte(h.Key))
+				body = append(body, ':')
+				body = appendJSONString(body, h.Value)
+			}
+			body = append(body, '}')
+		}
+		body = append(body, '}')
+	}
+	body = append(body, "]}"...)
+	acksText := map[replication.Acks]string{replication.AcksAll: "all", replication.AcksLeader: "1", replication.AcksNone: "0"}[acks]
+	url := fmt.Sprintf("http://%s/v1/topics/%s/partitions/%d/records?acks=%s&timeout_ms=%d", ne.Addr, topic, p, acksText, timeout.Milliseconds())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("forward produce: %w", err)
+	}
+	req.Header.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	req.Header.Set(ForwardedHeader, s.servedBy)
+	resp, err := s.fwd.client.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return nil, Errorf(client.CodeLeaderNotAvailable, "%s is unreachable: %v", ne.Error(), err)
+		}
+		return nil, Errorf(client.CodeRequestTimedOut, "%s did not answer; the outcome is unknown: %v", ne.Error(), err)
+	}
+	defer resp.Body.Close()
+	var pr client.ProduceResponse
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&pr); err != nil {
+		return nil, Errorf(client.CodeRequestTimedOut, "%s sent an unreadable reply (%d); the outcome is unknown", ne.Error(), resp.StatusCode)
+	}
+	if len(pr.Offsets) != len(recs) {
+		if pr.ErrorCode != "" {
+			return nil, Errorf(pr.ErrorCode, "%s", pr.Message)
+		}
+		return nil, Errorf(client.CodeRequestTimedOut, "%s answered %d offsets for %d records", ne.Error(), len(pr.Offsets), len(recs))
+	}
+	return pr.Offsets, nil
 }
 
 // appendBatch encodes the records as one batch and appends it to the partition.

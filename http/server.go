@@ -51,6 +51,9 @@ type Backend interface {
 	Topic(ctx context.Context, name string) (client.Topic, error)
 	AlterTopic(ctx context.Context, name string, req client.AlterTopicRequest) (client.Topic, error)
 	DeleteTopic(ctx context.Context, name string) error
+	// TopicOffsets reports every partition's log start, HW and LEO (and the
+	// offset for a timestamp), from each partition's leader.
+	TopicOffsets(ctx context.Context, name string, timestamp *int64) (client.TopicOffsets, error)
 
 	// TopicInfo fails with UNKNOWN_TOPIC_OR_PARTITION for a missing topic.
 	TopicInfo(name string) (TopicInfo, error)
@@ -69,6 +72,8 @@ type Options struct {
 	// RequestTimeout bounds a produce's wait when the request gives no timeout_ms.
 	RequestTimeout time.Duration
 	Metrics        *Metrics
+	// Internal serves /internal/v1 (node-to-node); nil leaves it out.
+	Internal Internal
 }
 
 // Server is the REST API of one node.
@@ -80,6 +85,7 @@ type Server struct {
 	metrics  *Metrics
 	servedBy string
 	sticky   stickyCounter
+	fwd      *forwarder
 	parsers  fastjson.ParserPool // produce bodies
 }
 
@@ -96,6 +102,7 @@ func New(opts Options) *Server {
 	}
 	s := &Server{e: echo.New(), b: opts.Backend, log: opts.Logger, opts: opts, metrics: opts.Metrics,
 		servedBy: strconv.Itoa(int(opts.Backend.NodeID()))}
+	s.fwd = newForwarder(opts.RequestTimeout + 5*time.Second)
 	s.e.HideBanner, s.e.HidePort = true, true
 	s.e.HTTPErrorHandler = s.handleError
 	s.e.Use(s.middleware)
@@ -131,6 +138,7 @@ func (s *Server) routes() {
 	v1.POST("/topics/:topic/partitions/:partition/records", s.produce)
 	v1.GET("/topics/:topic/partitions/:partition/records", s.consume)
 	v1.GET("/topics/:topic/records", s.stream)
+	s.internalRoutes()
 }
 
 // middleware stamps Weir-Served-By, recovers panics into 500s and records metrics.
@@ -162,6 +170,14 @@ func (s *Server) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
+	}
+	var ne *NotHereError
+	if errors.As(err, &ne) {
+		if ferr := s.forward(c, ne); ferr != nil {
+			err = ferr
+		} else {
+			return
+		}
 	}
 	var ae *Error
 	var he *echo.HTTPError

@@ -3,7 +3,12 @@ package server
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/url"
 	"sort"
+	"strconv"
+	"sync"
+	"time"
 
 	"weir/client"
 	httpapi "weir/http"
@@ -109,6 +114,9 @@ func (n *Node) ListTopics(ctx context.Context, internal bool) (client.TopicList,
 
 // CreateTopic creates a topic with the broker defaults for what the request omits.
 func (n *Node) CreateTopic(ctx context.Context, req client.CreateTopicRequest) (client.Topic, error) {
+	if !n.meta.IsLeader() {
+		return client.Topic{}, n.notController()
+	}
 	if err := metadata.ValidateTopicName(req.Name); err != nil {
 		return client.Topic{}, metaError(err)
 	}
@@ -142,13 +150,13 @@ func (n *Node) Topic(ctx context.Context, name string) (client.Topic, error) {
 	tc := metadata.EffectiveConfigs(n.cfg.TopicDefaults(), t.Configs)
 	out := client.Topic{Name: t.Name, ID: t.ID, Internal: t.Internal, ReplicationFactor: t.ReplicationFactor(),
 		Configs: tc, Partitions: make([]client.PartitionInfo, 0, len(t.Partitions))}
+	live := n.partitionOffsets(ctx, t, nil)
 	for _, p := range t.Partitions {
 		pi := client.PartitionInfo{Partition: p.Partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch,
 			Replicas: append([]int32{}, p.Replicas...), ISR: append([]int32{}, p.ISR...),
 			LogStartOffset: -1, HighWatermark: -1, LogEndOffset: -1}
-		if part, ok := n.repl.Partition(name, p.Partition); ok {
-			l := part.Log()
-			pi.LogStartOffset, pi.HighWatermark, pi.LogEndOffset = l.LogStartOffset(), part.HighWatermark(), l.LogEndOffset()
+		if o, ok := live[p.Partition]; ok {
+			pi.LogStartOffset, pi.HighWatermark, pi.LogEndOffset = o.LogStartOffset, o.HighWatermark, o.LogEndOffset
 		}
 		out.Partitions = append(out.Partitions, pi)
 	}
@@ -157,6 +165,9 @@ func (n *Node) Topic(ctx context.Context, name string) (client.Topic, error) {
 
 // AlterTopic raises the partition count and/or changes configs.
 func (n *Node) AlterTopic(ctx context.Context, name string, req client.AlterTopicRequest) (client.Topic, error) {
+	if !n.meta.IsLeader() {
+		return client.Topic{}, n.notController()
+	}
 	t := n.meta.Image().Topic(name)
 	if t == nil {
 		return client.Topic{}, httpapi.Errorf(client.CodeUnknownTopicOrPartition, "topic %q does not exist", name)
@@ -204,6 +215,9 @@ func (n *Node) AlterTopic(ctx context.Context, name string, req client.AlterTopi
 
 // DeleteTopic deletes a topic; its logs go with the next metadata sync.
 func (n *Node) DeleteTopic(ctx context.Context, name string) error {
+	if !n.meta.IsLeader() {
+		return n.notController()
+	}
 	if n.meta.Image().Topic(name) == nil {
 		return httpapi.Errorf(client.CodeUnknownTopicOrPartition, "topic %q does not exist", name)
 	}
@@ -256,7 +270,11 @@ func (n *Node) Partition(topic string, partition int32) (httpapi.Partition, erro
 		return nil, httpapi.Errorf(client.CodeLeaderNotAvailable, "partition %s-%d has no leader right now", topic, partition)
 	}
 	if mp.Leader != n.cfg.NodeID {
-		return nil, httpapi.Errorf(client.CodeNotLeaderOrFollower, "partition %s-%d is led by broker %d", topic, partition, mp.Leader)
+		addr := ""
+		if b := n.meta.Image().Broker(mp.Leader); b != nil {
+			addr = b.HTTPAddr
+		}
+		return nil, &httpapi.NotHereError{NodeID: mp.Leader, Addr: addr, What: fmt.Sprintf("the leader of %s-%d", topic, partition)}
 	}
 	p, ok := n.repl.Partition(topic, partition)
 	if !ok {
@@ -266,4 +284,104 @@ func (n *Node) Partition(topic string, partition int32) (httpapi.Partition, erro
 		return nil, httpapi.Errorf(client.CodeLeaderNotAvailable, "partition %s-%d is becoming leader on this node", topic, partition)
 	}
 	return p, nil
+}
+
+// TopicOffsets reports every partition's offsets, asking each leader.
+func (n *Node) TopicOffsets(ctx context.Context, name string, ts *int64) (client.TopicOffsets, error) {
+	t := n.meta.Image().Topic(name)
+	if t == nil {
+		return client.TopicOffsets{}, httpapi.Errorf(client.CodeUnknownTopicOrPartition, "topic %q does not exist", name)
+	}
+	live := n.partitionOffsets(ctx, t, ts)
+	out := client.TopicOffsets{Topic: name, Partitions: make([]client.PartitionOffsets, 0, len(t.Partitions))}
+	for _, p := range t.Partitions {
+		o, ok := live[p.Partition]
+		if !ok {
+			return out, httpapi.Errorf(client.CodeLeaderNotAvailable, "the leader of %s-%d did not report its offsets; retry", name, p.Partition)
+		}
+		out.Partitions = append(out.Partitions, o)
+	}
+	return out, nil
+}
+
+// partitionOffsets collects the offsets of a topic's partitions from their
+// leaders (this node for its own, one call per other leader).
+func (n *Node) partitionOffsets(ctx context.Context, t *metadata.Topic, ts *int64) map[int32]client.PartitionOffsets {
+	out := map[int32]client.PartitionOffsets{}
+	rows, _ := n.LocalPartitionOffsets(ctx, t.Name, ts)
+	for _, r := range rows {
+		out[r.Partition] = r
+	}
+	img := n.meta.Image()
+	leaders := map[int32]bool{}
+	for _, p := range t.Partitions {
+		if _, ok := out[p.Partition]; !ok && p.Leader != metadata.NoLeader && p.Leader != n.cfg.NodeID {
+			leaders[p.Leader] = true
+		}
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for id := range leaders {
+		b := img.Broker(id)
+		if b == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			path := "/internal/v1/topics/" + url.PathEscape(t.Name) + "/offsets"
+			if ts != nil {
+				path += "?timestamp=" + strconv.FormatInt(*ts, 10)
+			}
+			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			var remote []client.PartitionOffsets
+			if err := n.peers.call(cctx, http.MethodGet, b.HTTPAddr, path, nil, &remote); err != nil {
+				n.logger.Debug("partition offsets from leader failed", "leader", id, "err", err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range remote {
+				out[r.Partition] = r
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// LocalPartitionOffsets reports the partitions of topic this node leads.
+func (n *Node) LocalPartitionOffsets(ctx context.Context, topic string, ts *int64) ([]client.PartitionOffsets, error) {
+	t := n.meta.Image().Topic(topic)
+	if t == nil {
+		return nil, httpapi.Errorf(client.CodeUnknownTopicOrPartition, "topic %q does not exist", topic)
+	}
+	var rows []client.PartitionOffsets
+	for _, mp := range t.Partitions {
+		if mp.Leader != n.cfg.NodeID {
+			continue
+		}
+		part, ok := n.repl.Partition(topic, mp.Partition)
+		if !ok {
+			continue
+		}
+		if leader, _, _, _ := part.State(); !leader {
+			continue
+		}
+		l := part.Log()
+		row := client.PartitionOffsets{Partition: mp.Partition, LogStartOffset: l.LogStartOffset(),
+			HighWatermark: part.HighWatermark(), LogEndOffset: l.LogEndOffset()}
+		if ts != nil {
+			off, at, found, err := l.OffsetForTimestamp(*ts)
+			if err != nil {
+				return nil, fmt.Errorf("offset for timestamp: %w", err)
+			}
+			if found && off < row.HighWatermark {
+				row.Offset, row.Timestamp = &off, &at
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
 }

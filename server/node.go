@@ -32,9 +32,15 @@ type Node struct {
 
 	ready     atomic.Bool
 	infoCache atomic.Pointer[topicInfos]
-	caughtUp  bool       // the metadata image was current once; only the watcher goroutine uses it
-	syncMu    sync.Mutex // serialises applying the metadata to local replicas
-	listener  net.Listener
+	peers     *peers
+	ctrl      controllerState
+	stopping  atomic.Bool // controlled shutdown under way
+	// metadataTarget is the controller's applied index from the last heartbeat:
+	// a broker has caught up with the metadata once it applied that far.
+	metadataTarget atomic.Uint64
+	caughtUp       bool       // the metadata image was current once; only the watcher goroutine uses it
+	syncMu         sync.Mutex // serialises applying the metadata to local replicas
+	listener       net.Listener
 }
 
 // New prepares a node from a config; Run starts it.
@@ -119,8 +125,9 @@ func (n *Node) Run(ctx context.Context) error {
 	n.repl = replication.NewManager(n.cfg.NodeID, n.logs)
 	n.metrics = httpapi.NewMetrics()
 	n.metrics.Registry.MustRegister(newCollector(n))
+	n.peers = newPeers(n.cfg.NodeID, time.Duration(n.cfg.RequestTimeoutMs)*time.Millisecond)
 	n.api = httpapi.New(httpapi.Options{
-		Backend: n, Logger: n.logger.With("component", "http"), Metrics: n.metrics,
+		Backend: n, Internal: n, Logger: n.logger.With("component", "http"), Metrics: n.metrics,
 		MaxRequestBytes: n.cfg.MaxRequestBytes, RequestTimeout: time.Duration(n.cfg.RequestTimeoutMs) * time.Millisecond,
 	})
 	srv := &http.Server{Handler: n.api.Handler(), ReadHeaderTimeout: 10 * time.Second,
@@ -138,6 +145,13 @@ func (n *Node) Run(ctx context.Context) error {
 	}()
 	go func() { defer wg.Done(); n.logs.Run(bg) }()
 	go func() { defer wg.Done(); n.watchMetadata(bg) }()
+	wg.Add(2)
+	go func() { defer wg.Done(); n.heartbeatLoop(bg) }()
+	go func() { defer wg.Done(); n.runController(bg) }()
+	if len(n.cfg.Join) > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.joinLoop(bg) }()
+	}
 	n.logger.Info("weir node started", "node_id", n.cfg.NodeID, "http_addr", ln.Addr().String(), "raft_addr", n.cfg.RaftAddr)
 
 	var runErr error
@@ -146,6 +160,10 @@ func (n *Node) Run(ctx context.Context) error {
 	case runErr = <-serveErr:
 	}
 	n.logger.Info("shutting down")
+	// Move leaderships away first, while the API can still forward.
+	csCtx, csCancel := context.WithTimeout(context.Background(), time.Duration(n.cfg.ShutdownTimeoutMs)*time.Millisecond/2)
+	n.controlledShutdown(csCtx)
+	csCancel()
 	n.ready.Store(false)
 	shCtx, cancel := context.WithTimeout(context.Background(), time.Duration(n.cfg.ShutdownTimeoutMs)*time.Millisecond)
 	defer cancel()
@@ -194,40 +212,30 @@ func (n *Node) watchMetadata(ctx context.Context) {
 	}
 }
 
-// reconcile makes sure this broker is registered and alive, then applies the
-// partitions of the current image to the local replicas.
+// reconcile applies the current image to the local replicas once this
+// broker is registered, unfenced and caught up with the metadata; from then
+// on every change is applied as it comes.
 func (n *Node) reconcile(ctx context.Context) error {
 	img := n.meta.Image()
-	self := img.Broker(n.cfg.NodeID)
-	if self == nil || self.HTTPAddr != n.cfg.AdvertiseHTTPAddr || self.RaftAddr != n.cfg.RaftAdvertiseAddr() {
-		if !n.meta.IsLeader() {
+	if !n.caughtUp {
+		self := img.Broker(n.cfg.NodeID)
+		if self == nil {
 			return errors.New("waiting for the controller to register this broker")
 		}
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		_, err := n.meta.RegisterBroker(cctx, metadata.Broker{ID: n.cfg.NodeID, HTTPAddr: n.cfg.AdvertiseHTTPAddr,
-			RaftAddr: n.cfg.RaftAdvertiseAddr(), Rack: n.cfg.BrokerRack})
-		return err
-	}
-	if !self.Alive() {
-		if !n.meta.IsLeader() {
+		if !self.Alive() {
 			return errors.New("waiting for the controller to unfence this broker")
 		}
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		return n.meta.UnfenceBroker(cctx, n.cfg.NodeID, self.Epoch)
-	}
-	if !n.caughtUp {
-		// The image may still lack committed entries (Raft replays the log
-		// after an election): applying it now could delete the logs of topics
-		// it does not show yet. Only the controller can confirm it is current.
-		if !n.meta.IsLeader() {
-			return errors.New("waiting to catch up with the metadata")
-		}
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		if err := n.meta.Barrier(cctx); err != nil {
-			return fmt.Errorf("metadata barrier: %w", err)
+		// The image may still lack committed entries (Raft replays its log
+		// after a restart): applying it now could delete the logs of topics it
+		// does not show yet. Catch up to what the controller has applied first.
+		if n.meta.IsLeader() {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if err := n.meta.Barrier(cctx); err != nil {
+				return fmt.Errorf("metadata barrier: %w", err)
+			}
+		} else if target := n.metadataTarget.Load(); target == 0 || n.meta.Stats().AppliedIndex < target {
+			return errors.New("catching up with the metadata")
 		}
 		n.caughtUp = true
 		img = n.meta.Image()
@@ -306,7 +314,7 @@ func metaError(err error) error {
 	case errors.Is(err, metadata.ErrInvalidRequest):
 		return httpapi.Errorf(client.CodeInvalidRequest, "%v", err)
 	case errors.Is(err, metadata.ErrNotLeader):
-		return httpapi.Errorf(client.CodeNotController, "%v", err)
+		return httpapi.Errorf(client.CodeNotController, "%v; retry", err)
 	case errors.Is(err, metadata.ErrUnknownOutcome):
 		return httpapi.Errorf(client.CodeRequestTimedOut, "%v", err)
 	case errors.Is(err, metadata.ErrStaleEpoch):

@@ -1,0 +1,143 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"weir/client"
+)
+
+// Node-to-node calls, under /internal/v1. They carry Weir's own metadata and
+// are not part of the public contract.
+
+// RegisterRequest registers a broker (or re-registers it after a restart).
+type RegisterRequest struct {
+	ID       int32  `json:"id"`
+	HTTPAddr string `json:"http_addr"`
+	RaftAddr string `json:"raft_addr"`
+	Rack     string `json:"rack,omitempty"`
+}
+
+// RegisterResponse is the broker as the controller registered it.
+type RegisterResponse struct {
+	Epoch int64  `json:"broker_epoch"`
+	State string `json:"state"`
+}
+
+// HeartbeatRequest tells the controller a broker is alive and how far it applied the metadata.
+type HeartbeatRequest struct {
+	ID           int32  `json:"id"`
+	Epoch        int64  `json:"broker_epoch"`
+	AppliedIndex uint64 `json:"applied_index"`
+	// ShuttingDown keeps the controller from unfencing a broker on its way out.
+	ShuttingDown bool `json:"shutting_down,omitempty"`
+}
+
+// HeartbeatResponse carries the controller's metadata position: a broker
+// has caught up once it applied that far.
+type HeartbeatResponse struct {
+	MetadataIndex uint64 `json:"metadata_index"`
+	State         string `json:"state"`
+}
+
+// JoinRequest adds a node to the Raft group as a non-voter and registers it.
+type JoinRequest struct {
+	ID       int32  `json:"id"`
+	HTTPAddr string `json:"http_addr"`
+	RaftAddr string `json:"raft_addr"`
+	Rack     string `json:"rack,omitempty"`
+}
+
+// AlterPartitionRequest is a partition leader's ISR change.
+type AlterPartitionRequest struct {
+	Topic          string  `json:"topic"`
+	Partition      int32   `json:"partition"`
+	Leader         int32   `json:"leader"`
+	LeaderEpoch    int32   `json:"leader_epoch"`
+	PartitionEpoch int32   `json:"partition_epoch"`
+	ISR            []int32 `json:"isr"`
+}
+
+// AlterPartitionResponse is the partition after the change.
+type AlterPartitionResponse struct {
+	Leader         int32   `json:"leader"`
+	LeaderEpoch    int32   `json:"leader_epoch"`
+	PartitionEpoch int32   `json:"partition_epoch"`
+	ISR            []int32 `json:"isr"`
+}
+
+// ShutdownRequest asks the controller to move a broker's leaderships away before it stops.
+type ShutdownRequest struct {
+	ID    int32 `json:"id"`
+	Epoch int64 `json:"broker_epoch"`
+}
+
+// ShutdownResponse says how many partitions the broker still leads.
+type ShutdownResponse struct {
+	RemainingLeaders int `json:"remaining_leaders"`
+}
+
+// Internal is the node-to-node side of a node. Calls that need the
+// controller return a *NotHereError elsewhere and are forwarded.
+type Internal interface {
+	Register(ctx context.Context, req RegisterRequest) (RegisterResponse, error)
+	Heartbeat(ctx context.Context, req HeartbeatRequest) (HeartbeatResponse, error)
+	Join(ctx context.Context, req JoinRequest) (RegisterResponse, error)
+	AlterPartition(ctx context.Context, req AlterPartitionRequest) (AlterPartitionResponse, error)
+	ControlledShutdown(ctx context.Context, req ShutdownRequest) (ShutdownResponse, error)
+	// LocalPartitionOffsets reports the partitions of topic this node leads.
+	LocalPartitionOffsets(ctx context.Context, topic string, timestamp *int64) ([]client.PartitionOffsets, error)
+	// Fetch serves a follower's fetch; it writes its binary reply itself.
+	ServeFetch(w http.ResponseWriter, r *http.Request)
+}
+
+func (s *Server) internalRoutes() {
+	in := s.opts.Internal
+	if in == nil {
+		return
+	}
+	g := s.e.Group("/internal/v1")
+	g.POST("/brokers/register", jsonCall(s, in.Register))
+	g.POST("/brokers/heartbeat", jsonCall(s, in.Heartbeat))
+	g.POST("/brokers/shutdown", jsonCall(s, in.ControlledShutdown))
+	g.POST("/join", jsonCall(s, in.Join))
+	g.POST("/alter-partition", jsonCall(s, in.AlterPartition))
+	g.POST("/fetch", echo.WrapHandler(http.HandlerFunc(in.ServeFetch)))
+	g.GET("/topics/:topic/offsets", func(c echo.Context) error {
+		var ts *int64
+		if v := c.QueryParam("timestamp"); v != "" {
+			t, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return badRequest("timestamp=%q is not a number", v)
+			}
+			ts = &t
+		}
+		rows, err := in.LocalPartitionOffsets(c.Request().Context(), c.Param("topic"), ts)
+		if err != nil {
+			return err
+		}
+		return writeJSON(c, http.StatusOK, rows)
+	})
+}
+
+// jsonCall adapts a typed node-to-node call to an echo handler.
+func jsonCall[Req, Resp any](s *Server, fn func(context.Context, Req) (Resp, error)) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		body, err := s.readBody(c)
+		if err != nil {
+			return err
+		}
+		var req Req
+		if err := decodeStrict(body, &req); err != nil {
+			return err
+		}
+		resp, err := fn(c.Request().Context(), req)
+		if err != nil {
+			return err
+		}
+		return writeJSON(c, http.StatusOK, resp)
+	}
+}

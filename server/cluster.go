@@ -1,0 +1,412 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"weir/client"
+	httpapi "weir/http"
+	"weir/metadata"
+)
+
+// peers calls other nodes' /internal/v1 endpoints over pooled keep-alive connections.
+type peers struct {
+	self   string
+	client *http.Client
+}
+
+func newPeers(selfID int32, timeout time.Duration) *peers {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &peers{self: fmt.Sprint(selfID), client: &http.Client{Transport: tr, Timeout: timeout}}
+}
+
+// call posts in as JSON to addr+path and decodes the reply into out; API
+// errors come back as *httpapi.Error.
+func (p *peers) call(ctx context.Context, method, addr, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, body)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(httpapi.ForwardedHeader, p.self)
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s http://%s%s: %w", method, addr, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("read reply of %s: %w", path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var eb client.ErrorBody
+		if json.Unmarshal(data, &eb) == nil && eb.ErrorCode != "" {
+			return httpapi.Errorf(eb.ErrorCode, "%s", eb.Message)
+		}
+		return fmt.Errorf("%s %s: status %d", method, path, resp.StatusCode)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decode reply of %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// controllerState is the controller's soft state: never logged, rebuilt on
+// every election (each broker then gets a full session timeout of grace).
+type controllerState struct {
+	mu          sync.Mutex
+	leading     bool
+	since       time.Time
+	lastSeen    map[int32]time.Time
+	applied     map[int32]uint64
+	stopping    map[int32]bool
+	lastBalance time.Time
+}
+
+// controller returns the controller's id and REST address.
+func (n *Node) controller() (int32, string, bool) {
+	id, _, ok := n.meta.Leader()
+	if !ok {
+		return -1, "", false
+	}
+	if b := n.meta.Image().Broker(id); b != nil {
+		return id, b.HTTPAddr, true
+	}
+	return id, "", true
+}
+
+// notController is the error for a call only the controller serves: the API
+// forwards it there.
+func (n *Node) notController() error {
+	id, addr, ok := n.controller()
+	if !ok {
+		return httpapi.Errorf(client.CodeNotController, "no controller is elected right now; retry")
+	}
+	return &httpapi.NotHereError{NodeID: id, Addr: addr, What: "the controller"}
+}
+
+// toController runs a node-to-node call on the controller: here if this node
+// is it, else over HTTP.
+func toController[Req, Resp any](ctx context.Context, n *Node, path string, local func(context.Context, Req) (Resp, error), req Req) (Resp, error) {
+	var resp Resp
+	if n.meta.IsLeader() {
+		return local(ctx, req)
+	}
+	_, addr, ok := n.controller()
+	if !ok || addr == "" {
+		return resp, errors.New("no controller with a known address yet")
+	}
+	err := n.peers.call(ctx, http.MethodPost, addr, "/internal/v1"+path, req, &resp)
+	return resp, err
+}
+
+// Register registers (or re-registers) a broker; controller only.
+func (n *Node) Register(ctx context.Context, req httpapi.RegisterRequest) (httpapi.RegisterResponse, error) {
+	if !n.meta.IsLeader() {
+		return httpapi.RegisterResponse{}, n.notController()
+	}
+	b, err := n.meta.RegisterBroker(ctx, metadata.Broker{ID: req.ID, HTTPAddr: req.HTTPAddr, RaftAddr: req.RaftAddr, Rack: req.Rack})
+	if err != nil {
+		return httpapi.RegisterResponse{}, metaError(err)
+	}
+	return httpapi.RegisterResponse{Epoch: b.Epoch, State: b.State}, nil
+}
+
+// Join adds a node to Raft as a non-voter and registers it; controller only.
+func (n *Node) Join(ctx context.Context, req httpapi.JoinRequest) (httpapi.RegisterResponse, error) {
+	if !n.meta.IsLeader() {
+		return httpapi.RegisterResponse{}, n.notController()
+	}
+	if err := n.meta.Join(ctx, req.ID, req.RaftAddr, false); err != nil {
+		return httpapi.RegisterResponse{}, metaError(err)
+	}
+	return n.Register(ctx, httpapi.RegisterRequest{ID: req.ID, HTTPAddr: req.HTTPAddr, RaftAddr: req.RaftAddr, Rack: req.Rack})
+}
+
+// Heartbeat records that a broker is alive; controller only.
+func (n *Node) Heartbeat(ctx context.Context, req httpapi.HeartbeatRequest) (httpapi.HeartbeatResponse, error) {
+	if !n.meta.IsLeader() {
+		return httpapi.HeartbeatResponse{}, n.notController()
+	}
+	img := n.meta.Image()
+	b := img.Broker(req.ID)
+	if b == nil {
+		return httpapi.HeartbeatResponse{}, httpapi.Errorf(client.CodeBrokerNotAvailable, "broker %d is not registered", req.ID)
+	}
+	cs := &n.ctrl
+	cs.mu.Lock()
+	cs.lastSeen[req.ID] = time.Now()
+	cs.applied[req.ID] = req.AppliedIndex
+	cs.stopping[req.ID] = req.ShuttingDown
+	cs.mu.Unlock()
+	return httpapi.HeartbeatResponse{MetadataIndex: n.meta.Stats().AppliedIndex, State: b.State}, nil
+}
+
+// AlterPartition applies a leader's ISR change; controller only.
+func (n *Node) AlterPartition(ctx context.Context, req httpapi.AlterPartitionRequest) (httpapi.AlterPartitionResponse, error) {
+	if !n.meta.IsLeader() {
+		return httpapi.AlterPartitionResponse{}, n.notController()
+	}
+	p, err := n.meta.AlterPartition(ctx, metadata.AlterPartitionCmd{Topic: req.Topic, Partition: req.Partition, Leader: req.Leader,
+		ISR: req.ISR, ExpectedLeaderEpoch: req.LeaderEpoch, ExpectedPartitionEpoch: req.PartitionEpoch})
+	if err != nil {
+		return httpapi.AlterPartitionResponse{}, metaError(err)
+	}
+	return httpapi.AlterPartitionResponse{Leader: p.Leader, LeaderEpoch: p.LeaderEpoch, PartitionEpoch: p.PartitionEpoch, ISR: p.ISR}, nil
+}
+
+// ControlledShutdown fences a stopping broker, which moves its leaderships
+// to other in-sync replicas; controller only.
+func (n *Node) ControlledShutdown(ctx context.Context, req httpapi.ShutdownRequest) (httpapi.ShutdownResponse, error) {
+	if !n.meta.IsLeader() {
+		return httpapi.ShutdownResponse{}, n.notController()
+	}
+	n.ctrl.mu.Lock()
+	n.ctrl.stopping[req.ID] = true
+	n.ctrl.mu.Unlock()
+	if b := n.meta.Image().Broker(req.ID); b != nil && b.Alive() {
+		if err := n.meta.FenceBroker(ctx, req.ID, req.Epoch); err != nil {
+			return httpapi.ShutdownResponse{}, metaError(err)
+		}
+	}
+	return httpapi.ShutdownResponse{RemainingLeaders: n.meta.Image().LeaderCount(req.ID)}, nil
+}
+
+// runController does the controller's periodic work while this node leads
+// Raft: fence silent brokers, unfence caught-up ones, restore preferred leaders.
+func (n *Node) runController(ctx context.Context) {
+	interval := time.Duration(n.cfg.BrokerHeartbeatIntervalMs) * time.Millisecond
+	t := time.NewTicker(interval / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.controllerTick(ctx)
+	}
+}
+
+func (n *Node) controllerTick(ctx context.Context) {
+	cs := &n.ctrl
+	now := time.Now()
+	cs.mu.Lock()
+	if !n.meta.IsLeader() {
+		cs.leading = false
+		cs.mu.Unlock()
+		return
+	}
+	if !cs.leading { // newly elected: everyone gets a full session timeout
+		cs.leading, cs.since = true, now
+		cs.lastSeen, cs.applied, cs.stopping = map[int32]time.Time{}, map[int32]uint64{}, map[int32]bool{}
+	}
+	cs.lastSeen[n.cfg.NodeID] = now
+	cs.applied[n.cfg.NodeID] = n.meta.Stats().AppliedIndex
+	cs.stopping[n.cfg.NodeID] = n.stopping.Load()
+	session := time.Duration(n.cfg.BrokerSessionTimeoutMs) * time.Millisecond
+	type action struct {
+		id     int32
+		epoch  int64
+		fence  bool
+		reason string
+	}
+	var acts []action
+	img := n.meta.Image()
+	for _, id := range img.SortedBrokerIDs() {
+		b := img.Broker(id)
+		seen, ok := cs.lastSeen[id]
+		if !ok {
+			seen = cs.since
+		}
+		silent := now.Sub(seen) > session
+		switch {
+		case b.Alive() && silent:
+			acts = append(acts, action{id, b.Epoch, true, fmt.Sprintf("no heartbeat for %v", now.Sub(seen).Round(time.Millisecond))})
+		case !b.Alive() && !silent && ok && !cs.stopping[id] && cs.applied[id] >= uint64(b.Epoch):
+			acts = append(acts, action{id, b.Epoch, false, "caught up"})
+		}
+	}
+	balance := n.cfg.AutoLeaderRebalanceEnable && now.Sub(cs.lastBalance) > time.Second
+	if balance {
+		cs.lastBalance = now
+	}
+	cs.mu.Unlock()
+
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for _, a := range acts {
+		var err error
+		if a.fence {
+			n.logger.Warn("fencing broker", "broker", a.id, "reason", a.reason)
+			err = n.meta.FenceBroker(cctx, a.id, a.epoch)
+		} else {
+			n.logger.Info("unfencing broker", "broker", a.id, "reason", a.reason)
+			err = n.meta.UnfenceBroker(cctx, a.id, a.epoch)
+		}
+		if err != nil && ctx.Err() == nil {
+			n.logger.Warn("controller action failed", "broker", a.id, "fence", a.fence, "err", err)
+		}
+	}
+	if balance {
+		n.restorePreferredLeaders(cctx)
+	}
+}
+
+// restorePreferredLeaders moves leadership back to each partition's first
+// replica once it is alive and in sync (auto.leader.rebalance.enable).
+func (n *Node) restorePreferredLeaders(ctx context.Context) {
+	img := n.meta.Image()
+	n.ctrl.mu.Lock()
+	stopping := make(map[int32]bool, len(n.ctrl.stopping))
+	for k, v := range n.ctrl.stopping {
+		stopping[k] = v
+	}
+	n.ctrl.mu.Unlock()
+	for _, name := range img.SortedTopicNames() {
+		for _, p := range img.Topic(name).Partitions {
+			pref := p.Replicas[0]
+			if p.Leader == pref || !p.InISR(pref) || !img.Broker(pref).Alive() || stopping[pref] {
+				continue
+			}
+			_, err := n.meta.AlterPartition(ctx, metadata.AlterPartitionCmd{Topic: name, Partition: p.Partition, Leader: pref,
+				ISR: p.ISR, ExpectedLeaderEpoch: p.LeaderEpoch, ExpectedPartitionEpoch: p.PartitionEpoch})
+			if err != nil && ctx.Err() == nil {
+				n.logger.Debug("preferred leader not restored", "topic", name, "partition", p.Partition, "err", err)
+			}
+		}
+	}
+}
+
+// heartbeatLoop keeps this broker registered and alive at the controller and
+// learns how far the metadata has to be applied to count as caught up.
+func (n *Node) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(time.Duration(n.cfg.BrokerHeartbeatIntervalMs) * time.Millisecond)
+	defer t.Stop()
+	for {
+		n.heartbeatOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) heartbeatOnce(ctx context.Context) {
+	self := n.meta.Image().Broker(n.cfg.NodeID)
+	cctx, cancel := context.WithTimeout(ctx, time.Duration(n.cfg.BrokerSessionTimeoutMs)*time.Millisecond)
+	defer cancel()
+	if self == nil || self.HTTPAddr != n.cfg.AdvertiseHTTPAddr || self.RaftAddr != n.cfg.RaftAdvertiseAddr() || self.Rack != n.cfg.BrokerRack {
+		req := httpapi.RegisterRequest{ID: n.cfg.NodeID, HTTPAddr: n.cfg.AdvertiseHTTPAddr, RaftAddr: n.cfg.RaftAdvertiseAddr(), Rack: n.cfg.BrokerRack}
+		if _, err := toController(cctx, n, "/brokers/register", n.Register, req); err != nil && ctx.Err() == nil {
+			n.logger.Debug("registration not done yet", "err", err)
+		}
+		return
+	}
+	req := httpapi.HeartbeatRequest{ID: n.cfg.NodeID, Epoch: self.Epoch, AppliedIndex: n.meta.Stats().AppliedIndex, ShuttingDown: n.stopping.Load()}
+	resp, err := toController(cctx, n, "/brokers/heartbeat", n.Heartbeat, req)
+	if err != nil {
+		if ctx.Err() == nil {
+			n.logger.Debug("heartbeat failed", "err", err)
+		}
+		return
+	}
+	n.metadataTarget.Store(resp.MetadataIndex)
+}
+
+// joinLoop asks an existing node to add this one to the Raft group, until it is in.
+func (n *Node) joinLoop(ctx context.Context) {
+	req := httpapi.JoinRequest{ID: n.cfg.NodeID, HTTPAddr: n.cfg.AdvertiseHTTPAddr, RaftAddr: n.cfg.RaftAdvertiseAddr(), Rack: n.cfg.BrokerRack}
+	backoff := 200 * time.Millisecond
+	for {
+		for _, u := range n.cfg.Join {
+			if n.meta.Image().Broker(n.cfg.NodeID) != nil {
+				return // in the group and registered
+			}
+			addr := trimScheme(u)
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			var resp httpapi.RegisterResponse
+			err := n.peers.call(cctx, http.MethodPost, addr, "/internal/v1/join", req, &resp)
+			cancel()
+			if err == nil {
+				n.logger.Info("joined the cluster", "via", u, "broker_epoch", resp.Epoch)
+				return
+			}
+			n.logger.Debug("join attempt failed", "via", u, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 3*time.Second)
+	}
+}
+
+func trimScheme(u string) string {
+	for _, p := range []string{"http://", "https://"} {
+		if len(u) > len(p) && u[:len(p)] == p {
+			u = u[len(p):]
+		}
+	}
+	for len(u) > 0 && u[len(u)-1] == '/' {
+		u = u[:len(u)-1]
+	}
+	return u
+}
+
+// controlledShutdown moves this broker's leaderships away before it stops,
+// so producers see only retriable errors during a rolling restart.
+func (n *Node) controlledShutdown(ctx context.Context) {
+	n.stopping.Store(true)
+	self := n.meta.Image().Broker(n.cfg.NodeID)
+	if self == nil {
+		return
+	}
+	for ctx.Err() == nil {
+		resp, err := toController(ctx, n, "/brokers/shutdown", n.ControlledShutdown,
+			httpapi.ShutdownRequest{ID: n.cfg.NodeID, Epoch: self.Epoch})
+		if err == nil && (resp.RemainingLeaders == 0 || n.meta.Image().LeaderCount(n.cfg.NodeID) == 0) {
+			n.logger.Info("controlled shutdown: leaderships moved")
+			return
+		}
+		if err != nil {
+			n.logger.Debug("controlled shutdown not done yet", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	n.logger.Warn("controlled shutdown timed out; stopping anyway", "leaderships", n.meta.Image().LeaderCount(n.cfg.NodeID))
+}
+
+// ServeFetch serves a follower's fetch (replication is not wired yet: refuse retriably).
+func (n *Node) ServeFetch(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_ = json.NewEncoder(w).Encode(client.ErrorBody{ErrorCode: client.CodeNotLeaderOrFollower, Message: "replication is starting", Retriable: true})
+}
