@@ -85,6 +85,17 @@ type controllerState struct {
 	lastBalance time.Time
 }
 
+// startLeading resets the soft state when this node has just become the
+// controller: every broker then gets a full session timeout of grace. The
+// caller holds mu.
+func (cs *controllerState) startLeading(now time.Time) {
+	if cs.leading {
+		return
+	}
+	cs.leading, cs.since = true, now
+	cs.lastSeen, cs.applied, cs.stopping = map[int32]time.Time{}, map[int32]uint64{}, map[int32]bool{}
+}
+
 // controller returns the controller's id and REST address.
 func (n *Node) controller() (int32, string, bool) {
 	id, _, ok := n.meta.Leader()
@@ -157,6 +168,7 @@ func (n *Node) Heartbeat(ctx context.Context, req httpapi.HeartbeatRequest) (htt
 	}
 	cs := &n.ctrl
 	cs.mu.Lock()
+	cs.startLeading(time.Now())
 	cs.lastSeen[req.ID] = time.Now()
 	cs.applied[req.ID] = req.AppliedIndex
 	cs.stopping[req.ID] = req.ShuttingDown
@@ -184,6 +196,7 @@ func (n *Node) ControlledShutdown(ctx context.Context, req httpapi.ShutdownReque
 		return httpapi.ShutdownResponse{}, n.notController()
 	}
 	n.ctrl.mu.Lock()
+	n.ctrl.startLeading(time.Now())
 	n.ctrl.stopping[req.ID] = true
 	n.ctrl.mu.Unlock()
 	if b := n.meta.Image().Broker(req.ID); b != nil && b.Alive() {
@@ -219,10 +232,7 @@ func (n *Node) controllerTick(ctx context.Context) {
 		cs.mu.Unlock()
 		return
 	}
-	if !cs.leading { // newly elected: everyone gets a full session timeout
-		cs.leading, cs.since = true, now
-		cs.lastSeen, cs.applied, cs.stopping = map[int32]time.Time{}, map[int32]uint64{}, map[int32]bool{}
-	}
+	cs.startLeading(now)
 	cs.lastSeen[n.cfg.NodeID] = now
 	cs.applied[n.cfg.NodeID] = n.meta.Stats().AppliedIndex
 	cs.stopping[n.cfg.NodeID] = n.stopping.Load()
