@@ -36,6 +36,8 @@ func applyCommand(base *Image, index uint64, cmd Command) (*Image, error) {
 		err = tx.createPartitions(c)
 	case AlterPartitionCmd:
 		err = tx.alterPartition(c)
+	case UnregisterBrokerCmd:
+		err = tx.unregisterBroker(c)
 	default:
 		err = fmt.Errorf("%w: unsupported command %T", ErrInvalidRequest, cmd)
 	}
@@ -243,6 +245,32 @@ func (tx *txn) fenceEffects(id int32) {
 			tx.setPartition(name, i, leader, isr)
 		}
 	}
+}
+
+func (tx *txn) unregisterBroker(c UnregisterBrokerCmd) error {
+	b := tx.next.Brokers[c.ID]
+	if b == nil {
+		return fmt.Errorf("%w: broker %d is not registered", ErrUnknownBroker, c.ID)
+	}
+	if b.Alive() {
+		return fmt.Errorf("%w: broker %d is alive; stop it for good before removing it", ErrInvalidRequest, c.ID)
+	}
+	for _, name := range tx.next.SortedTopicNames() {
+		for _, p := range tx.next.Topics[name].Partitions {
+			if len(p.ISR) == 1 && p.ISR[0] == c.ID {
+				return fmt.Errorf("%w: broker %d holds the only in-sync copy of %s-%d", ErrInvalidRequest, c.ID, name, p.Partition)
+			}
+		}
+	}
+	m := make(map[int32]*Broker, len(tx.next.Brokers))
+	for id, v := range tx.next.Brokers {
+		if id != c.ID {
+			m[id] = v
+		}
+	}
+	tx.next.Brokers = m
+	tx.brokersCopied = true
+	return nil
 }
 
 func (tx *txn) unfenceBroker(c UnfenceBrokerCmd) error {

@@ -23,6 +23,7 @@ const (
 	TypeAlterTopicConfigs = "alter_topic_configs"
 	TypeCreatePartitions  = "create_partitions"
 	TypeAlterPartition    = "alter_partition"
+	TypeUnregisterBroker  = "unregister_broker"
 )
 
 // InitClusterCmd sets the cluster id if none is set yet (else it is a no-op).
@@ -49,6 +50,14 @@ type FenceBrokerCmd struct {
 	// Epoch, when non-zero, must be the broker's current epoch, so that a
 	// decision about an old incarnation never fences a new one.
 	Epoch int64 `json:"epoch,omitempty"`
+}
+
+// UnregisterBrokerCmd removes a broker that is gone for good. It is refused
+// while the broker is alive or still holds the only in-sync copy of a
+// partition; it stays listed in the replicas of its partitions (they are
+// under-replicated until reassigned), as in Kafka.
+type UnregisterBrokerCmd struct {
+	ID int32 `json:"id"`
 }
 
 // UnfenceBrokerCmd marks a broker alive again; leaderless partitions whose
@@ -110,6 +119,7 @@ type AlterPartitionCmd struct {
 func (InitClusterCmd) CommandType() string       { return TypeInitCluster }
 func (RegisterBrokerCmd) CommandType() string    { return TypeRegisterBroker }
 func (FenceBrokerCmd) CommandType() string       { return TypeFenceBroker }
+func (UnregisterBrokerCmd) CommandType() string  { return TypeUnregisterBroker }
 func (UnfenceBrokerCmd) CommandType() string     { return TypeUnfenceBroker }
 func (CreateTopicCmd) CommandType() string       { return TypeCreateTopic }
 func (DeleteTopicCmd) CommandType() string       { return TypeDeleteTopic }
@@ -172,6 +182,8 @@ func DecodeCommand(data []byte) (Command, error) {
 		return decodeAs[CreatePartitionsCmd](data)
 	case TypeAlterPartition:
 		return decodeAs[AlterPartitionCmd](data)
+	case TypeUnregisterBroker:
+		return decodeAs[UnregisterBrokerCmd](data)
 	case "":
 		return nil, fmt.Errorf("%w: command has no type", ErrInvalidRequest)
 	default:

@@ -162,6 +162,18 @@ func (s *Store) FenceBroker(ctx context.Context, id int32, epoch int64) error {
 	return err
 }
 
+// UnregisterBroker removes a broker that is gone for good (see
+// UnregisterBrokerCmd) and takes it out of the Raft configuration.
+func (s *Store) UnregisterBroker(ctx context.Context, id int32) error {
+	if _, err := s.Propose(ctx, UnregisterBrokerCmd{ID: id}); err != nil {
+		return err
+	}
+	if err := s.RemoveServer(ctx, id); err != nil {
+		return fmt.Errorf("remove broker %d from raft: %w", id, err)
+	}
+	return nil
+}
+
 // UnfenceBroker marks broker id alive (epoch 0: whatever its epoch).
 func (s *Store) UnfenceBroker(ctx context.Context, id int32, epoch int64) error {
 	_, err := s.Propose(ctx, UnfenceBrokerCmd{ID: id, Epoch: epoch})

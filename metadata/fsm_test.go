@@ -634,3 +634,48 @@ func TestChangedSignalsEachApply(t *testing.T) {
 		t.Fatal("Changed not renewed")
 	}
 }
+
+func TestUnregisterBroker(t *testing.T) {
+	img := emptyImage()
+	var err error
+	idx := uint64(1)
+	apply := func(c Command) error {
+		idx++
+		img, err = applyCommand(img, idx, c)
+		return err
+	}
+	for id := int32(1); id <= 3; id++ {
+		if err := apply(RegisterBrokerCmd{ID: id, HTTPAddr: fmt.Sprint("h", id), RaftAddr: fmt.Sprint("r", id)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := apply(UnfenceBrokerCmd{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := apply(CreateTopicCmd{Name: "t", ID: "6e9a8a4f-8785-408b-bde4-2523d5abd5eb", Assignments: [][]int32{{1, 2}, {3, 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := apply(UnregisterBrokerCmd{ID: 2}); !errors.Is(err, ErrInvalidRequest) {
+		t.Fatalf("unregistering an alive broker: %v", err)
+	}
+	// Fencing 1 leaves t-0 with ISR [2] and t-1 with [3]; fencing 3 then
+	// leaves it the last in-sync copy of t-1.
+	if err := apply(FenceBrokerCmd{ID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := apply(FenceBrokerCmd{ID: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := apply(UnregisterBrokerCmd{ID: 3}); !errors.Is(err, ErrInvalidRequest) {
+		t.Fatalf("unregistering the only in-sync copy of t-1: %v", err)
+	}
+	if err := apply(UnregisterBrokerCmd{ID: 1}); err != nil {
+		t.Fatalf("unregistering a fenced broker that is nobody's sole copy: %v", err)
+	}
+	if img.Broker(1) != nil || img.Broker(2) == nil {
+		t.Fatal("broker 1 still registered, or broker 2 lost")
+	}
+	if err := apply(UnregisterBrokerCmd{ID: 1}); !errors.Is(err, ErrUnknownBroker) {
+		t.Fatalf("unregistering twice: %v", err)
+	}
+}

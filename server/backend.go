@@ -91,10 +91,13 @@ func (n *Node) DeleteBroker(ctx context.Context, id int32) error {
 	if b == nil {
 		return httpapi.Errorf(client.CodeBrokerNotAvailable, "broker %d is not part of the cluster", id)
 	}
-	if id == n.cfg.NodeID || b.Alive() {
+	if b.Alive() {
 		return httpapi.Errorf(client.CodeInvalidRequest, "broker %d is alive; stop it for good before removing it", id)
 	}
-	return httpapi.Errorf(client.CodeInvalidRequest, "removing broker %d needs a multi-node cluster controller", id)
+	if !n.meta.IsLeader() {
+		return n.notController()
+	}
+	return metaError(n.meta.UnregisterBroker(ctx, id))
 }
 
 // ListTopics lists the topics (internal ones only when asked).
