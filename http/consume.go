@@ -3,8 +3,13 @@ package httpapi
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"sort"
 	"strconv"
 	"time"
 
@@ -219,27 +224,26 @@ func (s *Server) stream(c echo.Context) error {
 			return badRequest("query parameter from=%q must be earliest, latest or a timestamp in ms", from)
 		}
 	}
-	parts := make([]Partition, info.Partitions)
+	// Start positions come from each partition's leader, wherever it is.
+	var ts *int64
+	if fromTS >= 0 {
+		ts = &fromTS
+	}
+	offs, err := s.b.TopicOffsets(c.Request().Context(), topic, ts)
+	if err != nil {
+		return err
+	}
 	pos := make([]int64, info.Partitions)
-	for i := range parts {
-		if parts[i], err = s.b.Partition(topic, int32(i)); err != nil {
-			return err
-		}
-		l := parts[i].Log()
+	for i, o := range offs.Partitions {
 		switch {
 		case from == "earliest":
-			pos[i] = l.LogStartOffset()
+			pos[i] = o.LogStartOffset
 		case from == "latest":
-			pos[i] = parts[i].HighWatermark()
+			pos[i] = o.HighWatermark
+		case o.Offset != nil:
+			pos[i] = *o.Offset
 		default:
-			off, _, found, err := l.OffsetForTimestamp(fromTS)
-			if err != nil {
-				return err
-			}
-			pos[i] = parts[i].HighWatermark()
-			if found {
-				pos[i] = off
-			}
+			pos[i] = o.HighWatermark
 		}
 	}
 	w := c.Response()
@@ -248,28 +252,50 @@ func (s *Server) stream(c echo.Context) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var line []byte
 	ctx := c.Request().Context()
+	emit := func(r *logstore.Record, pi int32) {
+		line = appendRecordJSON(line[:0], r, enc, pi)
+		_, _ = bw.Write(append(line, '\n'))
+	}
+	idle := time.Now()
 	for {
 		changed := s.b.AnyChanged() // taken before reading, so no append slips between
-		wrote := false
-		for i, p := range parts {
+		wrote, anyRemote := false, false
+		for i := range pos {
+			pi := int32(i)
+			p, err := s.b.Partition(topic, pi)
+			var ne *NotHereError
+			switch {
+			case errors.As(err, &ne):
+				// Led elsewhere: poll the leader's consume endpoint.
+				anyRemote = true
+				recs, next, err := s.remoteRecords(ctx, ne, topic, pi, pos[i])
+				if err != nil {
+					continue // leader moving or down: try again next round
+				}
+				for j := range recs {
+					emit(&recs[j], pi)
+					wrote = true
+				}
+				pos[i] = max(pos[i], next)
+				continue
+			case err != nil:
+				anyRemote = true // no leader right now: poll until there is one
+				continue
+			}
 			res, _, err := p.Read(pos[i], defaultMaxBytes)
 			if err != nil {
 				var oor *logstore.OutOfRangeError
 				if errors.As(err, &oor) && pos[i] < oor.LogStartOffset { // retention passed us
 					pos[i] = oor.LogStartOffset
-					continue
 				}
-				return nil // headers are sent: end the stream
+				continue
 			}
-			pi := int32(i)
 			_ = logstore.Batches(res.Data, func(b logstore.Batch) error {
 				_ = p.Log().Codecs().EachRecord(b, func(r logstore.Record) error {
-					if r.Offset < pos[i] {
-						return nil
+					if r.Offset >= pos[i] {
+						emit(&r, pi)
+						wrote = true
 					}
-					line = appendRecordJSON(line[:0], &r, enc, pi)
-					_, _ = bw.Write(append(line, '\n'))
-					wrote = true
 					return nil
 				})
 				pos[i] = max(pos[i], b.NextOffset())
@@ -281,23 +307,83 @@ func (s *Server) stream(c echo.Context) error {
 				return nil
 			}
 			w.Flush()
+			idle = time.Now()
 			continue
 		}
 		if !follow {
 			_ = bw.Flush()
 			return nil
 		}
+		wait := 15*time.Second - time.Since(idle)
+		if anyRemote {
+			wait = min(wait, remotePollInterval) // no wake-up comes from other nodes
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-changed:
-		case <-time.After(15 * time.Second):
-			// A blank line keeps proxies from timing out an idle stream and
-			// tells us promptly when the client has gone.
-			if _, err := w.Write([]byte("\n")); err != nil {
-				return nil
+		case <-time.After(max(wait, 0)):
+			if time.Since(idle) >= 15*time.Second {
+				// A blank line keeps proxies from timing out an idle stream and
+				// tells us promptly when the client has gone.
+				if _, err := w.Write([]byte("\n")); err != nil {
+					return nil
+				}
+				w.Flush()
+				idle = time.Now()
 			}
-			w.Flush()
 		}
 	}
+}
+
+// remotePollInterval paces a follow stream's polls of partitions led elsewhere.
+const remotePollInterval = 200 * time.Millisecond
+
+// remoteRecords reads committed records of a partition from its leader.
+func (s *Server) remoteRecords(ctx context.Context, ne *NotHereError, topic string, p int32, offset int64) ([]logstore.Record, int64, error) {
+	if ne.Addr == "" {
+		return nil, offset, fmt.Errorf("%s has no known address", ne.What)
+	}
+	url := fmt.Sprintf("http://%s/v1/topics/%s/partitions/%d/records?offset=%d&encoding=base64&limit=1000", ne.Addr, topic, p, offset)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, offset, err
+	}
+	req.Header.Set(ForwardedHeader, s.servedBy)
+	resp, err := s.fwd.client.Do(req)
+	if err != nil {
+		return nil, offset, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, offset, fmt.Errorf("%s answered %d", ne.What, resp.StatusCode)
+	}
+	var cr client.ConsumeResponse
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(&cr); err != nil {
+		return nil, offset, fmt.Errorf("%s sent an unreadable reply: %w", ne.What, err)
+	}
+	out := make([]logstore.Record, 0, len(cr.Records))
+	for _, r := range cr.Records {
+		rec := logstore.Record{Offset: r.Offset, Timestamp: r.Timestamp}
+		if r.KeyB64 != nil {
+			if rec.Key, err = base64.StdEncoding.DecodeString(*r.KeyB64); err != nil {
+				return nil, offset, fmt.Errorf("%s sent a bad key: %w", ne.What, err)
+			}
+		}
+		if r.ValueB64 != nil {
+			if rec.Value, err = base64.StdEncoding.DecodeString(*r.ValueB64); err != nil {
+				return nil, offset, fmt.Errorf("%s sent a bad value: %w", ne.What, err)
+			}
+		}
+		keys := make([]string, 0, len(r.Headers))
+		for k := range r.Headers {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			rec.Headers = append(rec.Headers, logstore.Header{Key: k, Value: []byte(r.Headers[k])})
+		}
+		out = append(out, rec)
+	}
+	return out, cr.NextOffset, nil
 }

@@ -218,12 +218,8 @@ func (n *Node) watchMetadata(ctx context.Context) {
 func (n *Node) reconcile(ctx context.Context) error {
 	img := n.meta.Image()
 	if !n.caughtUp {
-		self := img.Broker(n.cfg.NodeID)
-		if self == nil {
+		if img.Broker(n.cfg.NodeID) == nil {
 			return errors.New("waiting for the controller to register this broker")
-		}
-		if !self.Alive() {
-			return errors.New("waiting for the controller to unfence this broker")
 		}
 		// The image may still lack committed entries (Raft replays its log
 		// after a restart): applying it now could delete the logs of topics it
@@ -237,8 +233,11 @@ func (n *Node) reconcile(ctx context.Context) error {
 		} else if target := n.metadataTarget.Load(); target == 0 || n.meta.Stats().AppliedIndex < target {
 			return errors.New("catching up with the metadata")
 		}
-		n.caughtUp = true
 		img = n.meta.Image()
+		if self := img.Broker(n.cfg.NodeID); self == nil || !self.Alive() {
+			return errors.New("waiting for the controller to unfence this broker")
+		}
+		n.caughtUp = true
 	}
 	if err := n.applyImage(img); err != nil {
 		return err
