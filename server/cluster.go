@@ -48,7 +48,8 @@ func (p *peers) call(ctx context.Context, method, addr, path string, in, out any
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(httpapi.ForwardedHeader, p.self)
+	// No forwarded mark: a node whose view of the controller is stale passes
+	// the call on once, which a join sent to any node relies on.
 	resp, err := p.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s http://%s%s: %w", method, addr, path, err)
@@ -394,6 +395,14 @@ func (n *Node) controlledShutdown(ctx context.Context) {
 	n.stopping.Store(true)
 	self := n.meta.Image().Broker(n.cfg.NodeID)
 	if self == nil {
+		return
+	}
+	if n.meta.Image().LeaderCount(n.cfg.NodeID) == 0 {
+		// Nothing to move (or no quorum to move it with): tell the controller
+		// once, briefly, so it does not wait for the session timeout.
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, _ = toController(cctx, n, "/brokers/shutdown", n.ControlledShutdown, httpapi.ShutdownRequest{ID: n.cfg.NodeID, Epoch: self.Epoch})
 		return
 	}
 	for ctx.Err() == nil {

@@ -66,6 +66,7 @@ type node struct {
 	cmd      *exec.Cmd
 	logPath  string
 	exited   chan struct{}
+	paused   bool // SIGSTOPped (see pause and resume)
 }
 
 // startNode runs `weir serve` on free loopback ports in a temp data dir.
@@ -82,7 +83,16 @@ func startNode(t testing.TB, extra ...string) *node {
 
 func (n *node) url() string { return "http://" + n.httpAddr }
 
+// start launches the process and waits until it is ready.
 func (n *node) start() {
+	n.t.Helper()
+	n.launch()
+	n.waitReady(60 * time.Second)
+}
+
+// launch starts the process without waiting for it to be ready; one
+// goroutine waits for it and closes exited.
+func (n *node) launch() {
 	n.t.Helper()
 	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -99,7 +109,46 @@ func (n *node) start() {
 		logf.Close()
 		close(done)
 	}(n.cmd, n.exited)
-	n.waitReady(60 * time.Second)
+}
+
+// running reports whether the process was started and has not been waited for.
+func (n *node) running() bool {
+	if n.cmd == nil {
+		return false
+	}
+	select {
+	case <-n.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// pid is the process id of the running process.
+func (n *node) pid() int {
+	n.t.Helper()
+	if n.cmd == nil {
+		n.t.Fatalf("node %d is not running", n.id)
+	}
+	return n.cmd.Process.Pid
+}
+
+// pause freezes the process with SIGSTOP (a zombie leader, a long GC pause).
+func (n *node) pause() {
+	n.t.Helper()
+	if err := syscall.Kill(n.pid(), syscall.SIGSTOP); err != nil {
+		n.t.Fatalf("SIGSTOP node %d: %v", n.id, err)
+	}
+	n.paused = true
+}
+
+// resume lets a paused process run again with SIGCONT.
+func (n *node) resume() {
+	n.t.Helper()
+	if err := syscall.Kill(n.pid(), syscall.SIGCONT); err != nil {
+		n.t.Fatalf("SIGCONT node %d: %v", n.id, err)
+	}
+	n.paused = false
 }
 
 // waitReady polls /readyz until it answers 200, failing the test at the deadline.
@@ -139,6 +188,9 @@ func (n *node) stop() {
 	if n.cmd == nil {
 		return
 	}
+	if n.paused {
+		n.resume() // a stopped process would not act on SIGTERM
+	}
 	_ = n.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-n.exited:
@@ -158,9 +210,9 @@ func (n *node) kill() {
 	if n.cmd == nil {
 		return
 	}
-	_ = n.cmd.Process.Kill()
+	_ = n.cmd.Process.Kill() // SIGKILL ends a SIGSTOPped process too
 	<-n.exited
-	n.cmd = nil
+	n.cmd, n.paused = nil, false
 }
 
 func (n *node) restart() {

@@ -49,6 +49,7 @@ everything.
 	root.AddCommand(
 		newServeCmd(a),
 		newBenchCmd(a),
+		newLocalClusterCmd(a),
 		newVersionCmd(),
 	)
 	return root
