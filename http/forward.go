@@ -26,6 +26,10 @@ type NotHereError struct {
 	NodeID int32
 	Addr   string // host:port of the owner's REST API; "" if unknown
 	What   string // "the controller", "the leader of orders-2"
+	// Path, when set, replaces the request's path (its query is kept): a
+	// topic-level produce goes to the partition the records were put in, so
+	// the owner does not partition them again.
+	Path string
 }
 
 func (e *NotHereError) Error() string {
@@ -67,6 +71,12 @@ func (s *Server) forward(c echo.Context, ne *NotHereError) error {
 		}
 	}
 	url := "http://" + ne.Addr + req.URL.RequestURI()
+	if ne.Path != "" {
+		url = "http://" + ne.Addr + ne.Path
+		if q := req.URL.RawQuery; q != "" {
+			url += "?" + q
+		}
+	}
 	out, err := http.NewRequestWithContext(req.Context(), req.Method, url, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("forward: %w", err)

@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -169,8 +170,10 @@ func (s *Server) produce(c echo.Context) error {
 		var ne *NotHereError
 		switch {
 		case errors.As(err, &ne):
-			if len(order) == 1 {
-				return err // the whole request goes as it is
+			if len(order) == 1 { // the whole body goes as it is, to that partition
+				fwd := *ne
+				fwd.Path = fmt.Sprintf("/v1/topics/%s/partitions/%d/records", url.PathEscape(topic), p)
+				return &fwd
 			}
 			if c.Request().Header.Get(ForwardedHeader) != "" {
 				return Errorf(client.CodeNotLeaderOrFollower, "%s; this node's metadata may be behind, retry", ne.Error())
@@ -214,6 +217,12 @@ func (s *Server) produce(c echo.Context) error {
 			return
 		}
 		res, err := s.appendBatch(ctx, parts[p], batchRecs, acks)
+		if err != nil && res.AppendTime != 0 {
+			// Appended, then not committed (leadership lost, ISR too small, time
+			// up): the records may yet be committed, so the outcome is unknown.
+			err = Errorf(client.CodeRequestTimedOut, "offsets %d-%d were appended but not committed in time (%v); the outcome is unknown",
+				res.BaseOffset, res.LastOffset, err)
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		for j, i := range idx {
@@ -321,8 +330,8 @@ func (s *Server) produceRemote(ctx context.Context, ne *NotHereError, topic stri
 	}
 	body = append(body, "]}"...)
 	acksText := map[replication.Acks]string{replication.AcksAll: "all", replication.AcksLeader: "1", replication.AcksNone: "0"}[acks]
-	url := fmt.Sprintf("http://%s/v1/topics/%s/partitions/%d/records?acks=%s&timeout_ms=%d", ne.Addr, topic, p, acksText, timeout.Milliseconds())
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	target := fmt.Sprintf("http://%s/v1/topics/%s/partitions/%d/records?acks=%s&timeout_ms=%d", ne.Addr, url.PathEscape(topic), p, acksText, timeout.Milliseconds())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("forward produce: %w", err)
 	}

@@ -1,9 +1,14 @@
 package replication
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"path/filepath"
 	"sort"
 	"sync"
+	"time"
 
 	"weir/logstore"
 )
@@ -13,11 +18,72 @@ type Assignment struct {
 	Topic       string
 	Partition   int32
 	Replicas    []int32
-	Leader      int32
+	Leader      int32 // -1: none
 	LeaderEpoch int32
-	ISR         []int32
-	MinISR      int
-	Config      logstore.Config
+	// PartitionEpoch is bumped by the controller on every change of the
+	// partition. It goes into AlterPartition requests, and an assignment
+	// older than the state this node holds (by leader epoch, then partition
+	// epoch) is ignored; so it must be filled in.
+	PartitionEpoch int32
+	ISR            []int32
+	MinISR         int
+	// ReplicaLagTimeMax is replica.lag.time.max.ms (0: DefaultReplicaLagTimeMax).
+	ReplicaLagTimeMax time.Duration
+	Config            logstore.Config
+}
+
+// HighWatermarkCheckpointFile is where the Manager keeps every partition's
+// HW, in the data dir (Kafka's name).
+const HighWatermarkCheckpointFile = "replication-offset-checkpoint"
+
+// Options configure a Manager. The zero value is a replica manager that
+// neither fetches nor asks for ISR changes: enough for one node.
+type Options struct {
+	// Transport carries this node's follower fetches; nil: it follows no one.
+	Transport FetchTransport
+	// ISRChanger sends the ISR changes this node asks for as a leader; nil: none.
+	ISRChanger ISRChanger
+	// BrokerEpoch returns this broker's current epoch, sent with every fetch
+	// so a leader can refuse requests of an earlier incarnation; nil: 0.
+	BrokerEpoch func() int64
+	// FetchWaitMax is replica.fetch.wait.max.ms, the follower's long poll (default 500 ms).
+	FetchWaitMax time.Duration
+	// FetchMaxBytes bounds a fetch response's records (default 10 MiB, as
+	// Kafka's replica.fetch.response.max.bytes); one batch may exceed it.
+	FetchMaxBytes int
+	// FetchTimeout bounds one fetch call, long poll included (default FetchWaitMax + 30 s).
+	FetchTimeout time.Duration
+	// FetchBackoffMax caps the pause after failed fetches (default 1 s, replica.fetch.backoff.ms).
+	FetchBackoffMax time.Duration
+	// AlterPartitionTimeout bounds one ISR change request (default 10 s).
+	AlterPartitionTimeout time.Duration
+	// Now is the clock of ISR lag tracking (tests inject one).
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.FetchWaitMax <= 0 {
+		o.FetchWaitMax = 500 * time.Millisecond
+	}
+	if o.FetchMaxBytes <= 0 {
+		o.FetchMaxBytes = 10 << 20
+	}
+	if o.FetchTimeout <= o.FetchWaitMax {
+		o.FetchTimeout = o.FetchWaitMax + 30*time.Second
+	}
+	if o.FetchBackoffMax <= 0 {
+		o.FetchBackoffMax = time.Second
+	}
+	if o.AlterPartitionTimeout <= 0 {
+		o.AlterPartitionTimeout = 10 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 }
 
 type key struct {
@@ -25,19 +91,65 @@ type key struct {
 	partition int32
 }
 
-// Manager holds this node's replicas and keeps them in line with the metadata.
+// followTarget is whom a partition is fetched from, in which epoch.
+type followTarget struct {
+	leader int32
+	epoch  int32
+}
+
+// Manager holds this node's replicas and keeps them in line with the
+// metadata: it leads some (serving follower fetches, tracking the ISR) and
+// follows others (its fetchers pull them from their leaders).
 type Manager struct {
 	nodeID int32
 	logs   *logstore.Manager
+	opts   Options
+	ctx    context.Context // ends at Close: fetchers, ISR requests, parked fetches
+	cancel context.CancelFunc
+
+	applyMu   sync.Mutex // one Apply (or Close) at a time; guards the fields below
+	closed    bool
+	fetchers  map[int32]*fetcher // by leader broker
+	following map[key]followTarget
 
 	mu      sync.RWMutex
 	parts   map[key]*Partition
 	changed chan struct{} // closed when any HW moves; guarded by mu
+
+	bgMu     sync.Mutex // guards bgClosed and bg.Add
+	bgClosed bool
+	bg       sync.WaitGroup // ISR change requests in flight
+
+	ckptMu sync.Mutex       // one checkpoint write at a time; guards ckpt
+	ckpt   map[string]int64 // checkpointed HWs of partitions not opened yet
 }
 
-// NewManager returns a replica manager over the logs of a data dir.
+// NewManager returns a replica manager with default options: it follows no
+// one and asks for no ISR change (a single node). See New.
 func NewManager(nodeID int32, logs *logstore.Manager) *Manager {
-	return &Manager{nodeID: nodeID, logs: logs, parts: map[key]*Partition{}, changed: make(chan struct{})}
+	return New(nodeID, logs, Options{})
+}
+
+// New returns a replica manager over the logs of a data dir. It reads the
+// HW checkpoint the previous run left; a damaged one is ignored (HWs then
+// start at the log start and move up as the ISR confirms: late, never wrong).
+func New(nodeID int32, logs *logstore.Manager, opts Options) *Manager {
+	opts.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Manager{nodeID: nodeID, logs: logs, opts: opts, ctx: ctx, cancel: cancel,
+		fetchers: map[int32]*fetcher{}, following: map[key]followTarget{},
+		parts: map[key]*Partition{}, changed: make(chan struct{})}
+	ckpt, err := logstore.ReadOffsetCheckpoint(m.checkpointPath())
+	if err != nil {
+		opts.Logger.Warn("ignoring the high watermark checkpoint", "err", err)
+		ckpt = map[string]int64{}
+	}
+	m.ckpt = ckpt
+	return m
+}
+
+func (m *Manager) checkpointPath() string {
+	return filepath.Join(m.logs.Dir(), HighWatermarkCheckpointFile)
 }
 
 // Partition returns this node's replica of a partition.
@@ -80,9 +192,16 @@ func (m *Manager) broadcast() {
 }
 
 // Apply brings the replicas in line with the assignments of every partition
-// this node holds a replica of: it opens missing logs, applies leadership and
-// configs, and deletes the logs of partitions no longer assigned here.
+// this node holds a replica of: it opens missing logs, applies leadership,
+// ISR and configs, starts and stops fetching, and deletes the logs of
+// partitions no longer assigned here. Applying the same assignments again
+// changes nothing (the server calls it on every metadata change and retry).
 func (m *Manager) Apply(assignments []Assignment) error {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	if m.closed {
+		return errors.New("apply assignments: replica manager is closed")
+	}
 	want := map[key]Assignment{}
 	for _, a := range assignments {
 		for _, r := range a.Replicas {
@@ -93,23 +212,21 @@ func (m *Manager) Apply(assignments []Assignment) error {
 	}
 	var errs []error
 	for k, a := range want {
-		m.mu.RLock()
-		p, ok := m.parts[k]
-		m.mu.RUnlock()
+		p, ok := m.Partition(k.topic, k.partition)
 		if !ok {
 			l, err := m.logs.GetOrCreate(k.topic, k.partition, a.Config)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("open log %s-%d: %w", k.topic, k.partition, err))
 				continue
 			}
-			p = newPartition(k.topic, k.partition, l, m.broadcast)
+			p = newPartition(k.topic, k.partition, l, m.nodeID, m.initialHW(k, l), m.opts.Now, m.broadcast)
 			m.mu.Lock()
 			m.parts[k] = p
 			m.mu.Unlock()
 		} else if err := p.log.SetConfig(a.Config); err != nil {
 			errs = append(errs, fmt.Errorf("configure %s-%d: %w", k.topic, k.partition, err))
 		}
-		p.setState(a.Leader == m.nodeID, a.LeaderEpoch, a.Replicas, a.ISR, a.MinISR)
+		m.applyRoleLocked(k, p, a)
 	}
 	m.mu.Lock()
 	var gone []*Partition
@@ -121,7 +238,9 @@ func (m *Manager) Apply(assignments []Assignment) error {
 	}
 	m.mu.Unlock()
 	for _, p := range gone {
+		m.unfollowLocked(key{p.Topic, p.Index})
 		p.stop()
+		m.forgetCheckpoint(p.Topic, p.Index)
 		if err := m.logs.Delete(p.Topic, p.Index); err != nil {
 			errs = append(errs, err)
 		}
@@ -133,19 +252,163 @@ func (m *Manager) Apply(assignments []Assignment) error {
 			continue
 		}
 		if _, ok := want[key{t, part}]; !ok {
+			m.forgetCheckpoint(t, part)
 			if err := m.logs.Delete(t, part); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
+	m.stopIdleFetchersLocked()
 	if len(errs) > 0 {
-		return fmt.Errorf("apply assignments: %v", errs)
+		return fmt.Errorf("apply assignments: %w", errors.Join(errs...))
 	}
 	return nil
 }
 
-// Close stops every replica's background work (the log manager closes the logs).
-func (m *Manager) Close() {
+// applyRoleLocked applies one assignment's leadership. Fetching from a
+// leader (or in an epoch) no longer current stops before the state changes,
+// so no batch of the old leadership is appended after it; fetching from the
+// new leader starts after, from our log end: becoming a follower never
+// truncates (only a diverging epoch from the leader does).
+func (m *Manager) applyRoleLocked(k key, p *Partition, a Assignment) {
+	if p.stale(a) {
+		return
+	}
+	target := followTarget{leader: a.Leader, epoch: a.LeaderEpoch}
+	follow := a.Leader >= 0 && a.Leader != m.nodeID && m.opts.Transport != nil
+	cur, fetching := m.following[k]
+	if fetching && (!follow || cur != target) {
+		m.unfollowLocked(k)
+	}
+	if !p.setState(a) {
+		return
+	}
+	if follow && (!fetching || cur != target) {
+		f := m.fetchers[a.Leader]
+		if f == nil {
+			f = newFetcher(m, a.Leader)
+			m.fetchers[a.Leader] = f
+		}
+		f.add(k, p, a.LeaderEpoch)
+		m.following[k] = target
+	}
+}
+
+// stale tells whether an assignment is older than what p already applied.
+func (p *Partition) stale(a Assignment) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.known && (a.LeaderEpoch < p.leaderEpoch || (a.LeaderEpoch == p.leaderEpoch && a.PartitionEpoch < p.partitionEpoch))
+}
+
+// unfollowLocked stops fetching a partition; it returns once no fetched
+// batch for it is being appended.
+func (m *Manager) unfollowLocked(k key) {
+	cur, ok := m.following[k]
+	if !ok {
+		return
+	}
+	delete(m.following, k)
+	if f := m.fetchers[cur.leader]; f != nil {
+		f.remove(k)
+	}
+}
+
+// stopIdleFetchersLocked ends the fetchers left with no partition.
+func (m *Manager) stopIdleFetchersLocked() {
+	for id, f := range m.fetchers {
+		f.mu.Lock()
+		idle := len(f.parts) == 0
+		f.mu.Unlock()
+		if idle {
+			delete(m.fetchers, id)
+			f.stop()
+		}
+	}
+}
+
+// goBackground runs fn in a goroutine Close waits for; false once closed.
+func (m *Manager) goBackground(fn func(ctx context.Context)) bool {
+	m.bgMu.Lock()
+	defer m.bgMu.Unlock()
+	if m.bgClosed {
+		return false
+	}
+	m.bg.Add(1)
+	go func() {
+		defer m.bg.Done()
+		fn(m.ctx)
+	}()
+	return true
+}
+
+// initialHW is a new replica's HW: the checkpointed one within the log's
+// bounds, or the log start without a checkpoint. Not the log end: a tail
+// that was never committed must not become visible because of a restart.
+func (m *Manager) initialHW(k key, l *logstore.Log) int64 {
+	name := logstore.PartitionDir(k.topic, k.partition)
+	m.ckptMu.Lock()
+	hw, ok := m.ckpt[name]
+	delete(m.ckpt, name) // the partition holds it from now on
+	m.ckptMu.Unlock()
+	start := l.LogStartOffset()
+	if !ok {
+		return start
+	}
+	return min(max(hw, start), l.LogEndOffset())
+}
+
+func (m *Manager) forgetCheckpoint(topic string, partition int32) {
+	m.ckptMu.Lock()
+	delete(m.ckpt, logstore.PartitionDir(topic, partition))
+	m.ckptMu.Unlock()
+}
+
+// CheckpointHighWatermarks writes every partition's HW to the data dir's
+// replication-offset-checkpoint (atomically). The server calls it
+// periodically (Kafka: every 5 s); Close writes it too.
+func (m *Manager) CheckpointHighWatermarks() error {
+	m.ckptMu.Lock()
+	defer m.ckptMu.Unlock()
+	out := make(map[string]int64, len(m.ckpt))
+	for name, hw := range m.ckpt { // not opened yet: keep what the last run knew
+		if t, part, ok := logstore.ParsePartitionDir(name); ok {
+			if _, exists := m.logs.Get(t, part); exists {
+				out[name] = hw
+			}
+		}
+	}
+	for _, p := range m.Partitions() {
+		out[logstore.PartitionDir(p.Topic, p.Index)] = p.HighWatermark()
+	}
+	if err := logstore.WriteOffsetCheckpoint(m.checkpointPath(), out); err != nil {
+		return fmt.Errorf("write high watermark checkpoint: %w", err)
+	}
+	return nil
+}
+
+// Close stops the fetchers and every replica's background work, waits for
+// ISR requests in flight and writes the HW checkpoint (the log manager
+// closes the logs, after this).
+func (m *Manager) Close() error {
+	m.applyMu.Lock()
+	if m.closed {
+		m.applyMu.Unlock()
+		return nil
+	}
+	m.closed = true
+	m.bgMu.Lock()
+	m.bgClosed = true
+	m.bgMu.Unlock()
+	m.cancel()
+	fetchers := m.fetchers
+	m.fetchers, m.following = map[int32]*fetcher{}, map[key]followTarget{}
+	m.applyMu.Unlock()
+	for _, f := range fetchers {
+		f.stop()
+	}
+	m.bg.Wait()
+	err := m.CheckpointHighWatermarks()
 	m.mu.Lock()
 	parts := m.parts
 	m.parts = map[key]*Partition{}
@@ -153,4 +416,5 @@ func (m *Manager) Close() {
 	for _, p := range parts {
 		p.stop()
 	}
+	return err
 }

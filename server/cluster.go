@@ -422,10 +422,3 @@ func (n *Node) controlledShutdown(ctx context.Context) {
 	}
 	n.logger.Warn("controlled shutdown timed out; stopping anyway", "leaderships", n.meta.Image().LeaderCount(n.cfg.NodeID))
 }
-
-// ServeFetch serves a follower's fetch (replication is not wired yet: refuse retriably).
-func (n *Node) ServeFetch(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusServiceUnavailable)
-	_ = json.NewEncoder(w).Encode(client.ErrorBody{ErrorCode: client.CodeNotLeaderOrFollower, Message: "replication is starting", Retriable: true})
-}

@@ -30,11 +30,12 @@ type Node struct {
 	metrics *httpapi.Metrics
 	api     *httpapi.Server
 
-	ready     atomic.Bool
-	infoCache atomic.Pointer[topicInfos]
-	peers     *peers
-	ctrl      controllerState
-	stopping  atomic.Bool // controlled shutdown under way
+	ready       atomic.Bool
+	infoCache   atomic.Pointer[topicInfos]
+	peers       *peers
+	fetchClient *http.Client // follower fetches: long polls, their own pool
+	ctrl        controllerState
+	stopping    atomic.Bool // controlled shutdown under way
 	// metadataTarget is the controller's applied index from the last heartbeat:
 	// a broker has caught up with the metadata once it applied that far.
 	metadataTarget atomic.Uint64
@@ -122,7 +123,16 @@ func (n *Node) Run(ctx context.Context) error {
 		ln.Close()
 		return fmt.Errorf("start raft: %w", err)
 	}
-	n.repl = replication.NewManager(n.cfg.NodeID, n.logs)
+	fetchWait := time.Duration(n.cfg.ReplicaFetchWaitMaxMs) * time.Millisecond
+	n.fetchClient = &http.Client{Transport: &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+	}}
+	n.repl = replication.New(n.cfg.NodeID, n.logs, replication.Options{
+		Transport: fetchTransport{n}, ISRChanger: isrChanger{n}, BrokerEpoch: n.brokerEpoch,
+		FetchWaitMax: fetchWait, Logger: n.logger.With("component", "replication"),
+	})
 	n.metrics = httpapi.NewMetrics()
 	n.metrics.Registry.MustRegister(newCollector(n))
 	n.peers = newPeers(n.cfg.NodeID, time.Duration(n.cfg.RequestTimeoutMs)*time.Millisecond)
@@ -145,7 +155,8 @@ func (n *Node) Run(ctx context.Context) error {
 	}()
 	go func() { defer wg.Done(); n.logs.Run(bg) }()
 	go func() { defer wg.Done(); n.watchMetadata(bg) }()
-	wg.Add(2)
+	wg.Add(3)
+	go func() { defer wg.Done(); n.replicaMaintenance(bg) }()
 	go func() { defer wg.Done(); n.heartbeatLoop(bg) }()
 	go func() { defer wg.Done(); n.runController(bg) }()
 	if len(n.cfg.Join) > 0 {
@@ -172,7 +183,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	stopBG()
 	wg.Wait()
-	n.repl.Close()
+	if err := n.repl.Close(); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("close replicas: %w", err))
+	}
 	if err := n.logs.Close(); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("close logs: %w", err))
 	}
@@ -260,7 +273,9 @@ func (n *Node) applyImage(img *metadata.Image) error {
 		lc := n.logConfig(tc)
 		for _, p := range t.Partitions {
 			as = append(as, replication.Assignment{Topic: name, Partition: p.Partition, Replicas: p.Replicas,
-				Leader: p.Leader, LeaderEpoch: p.LeaderEpoch, ISR: p.ISR, MinISR: int(tc.MinInsyncReplicas), Config: lc})
+				Leader: p.Leader, LeaderEpoch: p.LeaderEpoch, PartitionEpoch: p.PartitionEpoch, ISR: p.ISR,
+				MinISR: int(tc.MinInsyncReplicas), Config: lc,
+				ReplicaLagTimeMax: time.Duration(n.cfg.ReplicaLagTimeMaxMs) * time.Millisecond})
 		}
 	}
 	return n.repl.Apply(as)
