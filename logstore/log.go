@@ -721,6 +721,40 @@ func (s *segment) loadTail() error {
 	return nil
 }
 
+// TruncateFullyAndStartAt empties the log and restarts it at offset (a
+// follower that fell behind its leader's log start): every segment goes, one
+// empty segment at offset remains, and the epoch cache is cleared.
+func (l *Log) TruncateFullyAndStartAt(offset int64) error {
+	if offset < 0 {
+		return fmt.Errorf("restart the log at %d: negative offset", offset)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	old := *l.segs.Load()
+	for _, s := range old {
+		s.retire() // frees the names first: the new segment may reuse a base offset
+	}
+	s, err := createSegment(l.dir, offset, l.now().UnixMilli())
+	if err != nil {
+		return err
+	}
+	segs := []*segment{s}
+	l.segs.Store(&segs)
+	for _, o := range old {
+		o.release()
+	}
+	l.unsynced, l.dirDirty = nil, true
+	l.truncGen++
+	l.leo.Store(offset)
+	l.logStart.Store(offset)
+	l.durable.Store(offset)
+	l.epochs.reset(nil)
+	return l.epochs.flush()
+}
+
 // DeleteRecordsBefore moves the log start offset up to offset (at most the log
 // end) and drops the segments wholly below it.
 func (l *Log) DeleteRecordsBefore(offset int64) error {

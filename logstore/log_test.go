@@ -1739,3 +1739,40 @@ func TestLogEndOffsetForEpoch(t *testing.T) {
 		t.Fatalf("after truncate, epoch 6: %d, %d", e, o)
 	}
 }
+
+func TestTruncateFullyAndStartAt(t *testing.T) {
+	cfg := utCfg()
+	cfg.SegmentBytes = 1024
+	dir := t.TempDir()
+	l := utOpen(t, dir, cfg, Options{})
+	for i := 0; i < 20; i++ {
+		utAppend(t, l, 2, 1)
+	}
+	if l.SegmentCount() < 2 {
+		t.Fatalf("want several segments, have %d", l.SegmentCount())
+	}
+	if err := l.TruncateFullyAndStartAt(500); err != nil {
+		t.Fatal(err)
+	}
+	if l.LogStartOffset() != 500 || l.LogEndOffset() != 500 || l.SegmentCount() != 1 || len(l.Epochs()) != 0 {
+		t.Fatalf("after restart at 500: start %d end %d segments %d epochs %v", l.LogStartOffset(), l.LogEndOffset(), l.SegmentCount(), l.Epochs())
+	}
+	if _, err := l.Read(10, 1<<20, math.MaxInt64); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("old offsets still readable: %v", err)
+	}
+	// A follower append continues at 500 and survives an unclean reopen.
+	b := utLeaderBatch(t, 3, 500, utTS, CompressionNone)
+	Batch(b).setBaseOffset(500) // the header fields outside the CRC
+	Batch(b).setLeaderEpoch(7)
+	if _, err := l.AppendAsFollower(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := Open(dir, cfg, Options{LogStartOffset: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	if l2.LogEndOffset() != 503 || l2.LogStartOffset() != 500 || l2.LatestEpoch() != 7 {
+		t.Fatalf("reopened: start %d end %d epoch %d", l2.LogStartOffset(), l2.LogEndOffset(), l2.LatestEpoch())
+	}
+}

@@ -203,11 +203,17 @@ func (m *Manager) applyFetched(ctx context.Context, p *Partition, sent FetchPart
 	case ErrCodeNone:
 	case ErrCodeOffsetOutOfRange:
 		// Only a fetch offset below the leader's log start gets here (with an
-		// epoch history, an offset past the leader's end is a divergence).
-		// Catching up then needs the log emptied and restarted at the
-		// leader's start, which the log store cannot do yet.
-		return fmt.Errorf("fetch offset %d is outside the leader's log [%d, %d]: the replica cannot catch up",
-			sent.FetchOffset, res.LogStartOffset, res.LogEndOffset)
+		// epoch history, an offset past the leader's end is a divergence):
+		// what we would fetch is gone, so start over at the leader's start.
+		if sent.FetchOffset >= res.LogStartOffset {
+			return fmt.Errorf("fetch offset %d is outside the leader's log [%d, %d]", sent.FetchOffset, res.LogStartOffset, res.LogEndOffset)
+		}
+		m.opts.Logger.Warn("replica fell behind the leader's log start; restarting it there",
+			"topic", p.Topic, "partition", p.Index, "fetch_offset", sent.FetchOffset, "leader_log_start", res.LogStartOffset)
+		if err := p.log.TruncateFullyAndStartAt(res.LogStartOffset); err != nil {
+			return fmt.Errorf("restart the replica at %d: %w", res.LogStartOffset, err)
+		}
+		return m.logs.Checkpoint()
 	default:
 		return fmt.Errorf("leader refused the fetch: %s", res.Error)
 	}
