@@ -405,7 +405,20 @@ func (n *Node) controlledShutdown(ctx context.Context) {
 		_, _ = toController(cctx, n, "/brokers/shutdown", n.ControlledShutdown, httpapi.ShutdownRequest{ID: n.cfg.NodeID, Epoch: self.Epoch})
 		return
 	}
+	noController := time.Time{}
 	for ctx.Err() == nil {
+		if _, _, ok := n.controller(); !ok {
+			// No quorum (the other voters are gone): nobody could take the
+			// leaderships; do not hold the shutdown for long.
+			if noController.IsZero() {
+				noController = time.Now()
+			} else if time.Since(noController) > 2*time.Duration(n.cfg.BrokerHeartbeatIntervalMs)*time.Millisecond {
+				n.logger.Info("controlled shutdown skipped: no controller")
+				return
+			}
+		} else {
+			noController = time.Time{}
+		}
 		resp, err := toController(ctx, n, "/brokers/shutdown", n.ControlledShutdown,
 			httpapi.ShutdownRequest{ID: n.cfg.NodeID, Epoch: self.Epoch})
 		if err == nil && (resp.RemainingLeaders == 0 || n.meta.Image().LeaderCount(n.cfg.NodeID) == 0) {
