@@ -94,7 +94,7 @@ func (s *Server) consume(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if waitMS > 0 && offset == p.HighWatermark() {
+	if waitMS > 0 && offset >= p.HighWatermark() {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), time.Duration(waitMS)*time.Millisecond)
 		err := p.WaitHW(ctx, offset)
 		cancel()
@@ -172,14 +172,21 @@ func (s *Server) consume(c echo.Context) error {
 
 var errStop = errors.New("stop")
 
-// resolveOffset reads offset=N|earliest|latest (default earliest) against the partition.
+// resolveOffset reads offset=N|earliest|latest (default earliest) against the
+// partition. An offset up to the log end is in range (above the HW it waits or
+// answers nothing); only below the log start or past the log end is 416.
 func resolveOffset(v string, p Partition) (int64, error) {
-	hw, start := p.HighWatermark(), p.Log().LogStartOffset()
+	hw, start, leo := p.HighWatermark(), p.Log().LogStartOffset(), p.Log().LogEndOffset()
 	var off int64
 	switch v {
 	case "", "earliest":
 		return start, nil
 	case "latest":
+		// A new leader knows the committed end only once its HW reached the
+		// start of its own epoch (DESIGN §4).
+		if es := p.LeaderEpochStartOffset(); es > hw {
+			return 0, Errorf(client.CodeLeaderNotAvailable, "the new leader's high watermark (%d) has not reached its epoch start (%d) yet; retry", hw, es)
+		}
 		return hw, nil
 	default:
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -191,7 +198,7 @@ func resolveOffset(v string, p Partition) (int64, error) {
 		}
 		off = n
 	}
-	if off < start || off > hw {
+	if off < start || off > leo {
 		return 0, outOfRange(off, start, hw)
 	}
 	return off, nil

@@ -27,6 +27,8 @@ type Partition interface {
 	WaitHW(ctx context.Context, offset int64) error
 	Changed() <-chan struct{}
 	HighWatermark() int64
+	// LeaderEpochStartOffset is where this leader's epoch began (-1 if not leader).
+	LeaderEpochStartOffset() int64
 	Log() *logstore.Log
 }
 

@@ -386,12 +386,14 @@ func (p *Partition) Changed() <-chan struct{} {
 }
 
 // Read returns committed batches (below the HW) from offset on.
+//
+// An offset between the HW and the log end is not out of range: it answers
+// nothing yet. A consumer that read up to the old leader's HW may be ahead of
+// a new leader's HW for one fetch round, and must not be told to reset (as in
+// Kafka). Past the log end is out of range.
 func (p *Partition) Read(offset int64, maxBytes int) (logstore.ReadResult, int64, error) {
 	hw := p.hw.Load()
 	res, err := p.log.Read(offset, maxBytes, hw)
-	if err == nil && offset > hw {
-		err = &logstore.OutOfRangeError{Offset: offset, LogStartOffset: res.LogStartOffset, LogEndOffset: hw}
-	}
 	return res, hw, err
 }
 

@@ -102,6 +102,9 @@ func (n *Node) DeleteBroker(ctx context.Context, id int32) error {
 
 // ListTopics lists the topics (internal ones only when asked).
 func (n *Node) ListTopics(ctx context.Context, internal bool) (client.TopicList, error) {
+	if err := n.loaded(); err != nil {
+		return client.TopicList{}, err
+	}
 	img := n.meta.Image()
 	out := client.TopicList{Topics: []client.TopicSummary{}}
 	for _, name := range img.SortedTopicNames() {
@@ -146,6 +149,9 @@ func (n *Node) CreateTopic(ctx context.Context, req client.CreateTopicRequest) (
 
 // Topic describes a topic with live offsets of the partitions this node leads.
 func (n *Node) Topic(ctx context.Context, name string) (client.Topic, error) {
+	if err := n.loaded(); err != nil {
+		return client.Topic{}, err
+	}
 	t := n.meta.Image().Topic(name)
 	if t == nil {
 		return client.Topic{}, httpapi.Errorf(client.CodeUnknownTopicOrPartition, "topic %q does not exist", name)
@@ -239,6 +245,9 @@ type topicInfos struct {
 
 // TopicInfo is what produce and consume need of a topic.
 func (n *Node) TopicInfo(name string) (httpapi.TopicInfo, error) {
+	if err := n.loaded(); err != nil {
+		return httpapi.TopicInfo{}, err
+	}
 	img := n.meta.Image()
 	cache := n.infoCache.Load()
 	if cache == nil || cache.version != img.Version {
@@ -261,6 +270,9 @@ func (n *Node) TopicInfo(name string) (httpapi.TopicInfo, error) {
 
 // Partition returns the local leader replica of a partition.
 func (n *Node) Partition(topic string, partition int32) (httpapi.Partition, error) {
+	if err := n.loaded(); err != nil {
+		return nil, err
+	}
 	t := n.meta.Image().Topic(topic)
 	if t == nil {
 		return nil, httpapi.Errorf(client.CodeUnknownTopicOrPartition, "topic %q does not exist", topic)
@@ -291,6 +303,9 @@ func (n *Node) Partition(topic string, partition int32) (httpapi.Partition, erro
 
 // TopicOffsets reports every partition's offsets, asking each leader.
 func (n *Node) TopicOffsets(ctx context.Context, name string, ts *int64) (client.TopicOffsets, error) {
+	if err := n.loaded(); err != nil {
+		return client.TopicOffsets{}, err
+	}
 	t := n.meta.Image().Topic(name)
 	if t == nil {
 		return client.TopicOffsets{}, httpapi.Errorf(client.CodeUnknownTopicOrPartition, "topic %q does not exist", name)

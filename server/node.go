@@ -39,8 +39,8 @@ type Node struct {
 	// metadataTarget is the controller's applied index from the last heartbeat:
 	// a broker has caught up with the metadata once it applied that far.
 	metadataTarget atomic.Uint64
-	caughtUp       bool       // the metadata image was current once; only the watcher goroutine uses it
-	syncMu         sync.Mutex // serialises applying the metadata to local replicas
+	caughtUp       atomic.Bool // the metadata image was current once
+	syncMu         sync.Mutex  // serialises applying the metadata to local replicas
 	listener       net.Listener
 }
 
@@ -230,7 +230,7 @@ func (n *Node) watchMetadata(ctx context.Context) {
 // on every change is applied as it comes.
 func (n *Node) reconcile(ctx context.Context) error {
 	img := n.meta.Image()
-	if !n.caughtUp {
+	if !n.caughtUp.Load() {
 		if img.Broker(n.cfg.NodeID) == nil {
 			return errors.New("waiting for the controller to register this broker")
 		}
@@ -250,7 +250,7 @@ func (n *Node) reconcile(ctx context.Context) error {
 		if self := img.Broker(n.cfg.NodeID); self == nil || !self.Alive() {
 			return errors.New("waiting for the controller to unfence this broker")
 		}
-		n.caughtUp = true
+		n.caughtUp.Store(true)
 	}
 	if err := n.applyImage(img); err != nil {
 		return err
@@ -288,6 +288,15 @@ func (n *Node) syncNow() error {
 		return nil
 	}
 	return n.applyImage(n.meta.Image())
+}
+
+// loaded fails retriably until this node has caught up with the metadata
+// once: before that, a topic it does not know yet may well exist.
+func (n *Node) loaded() error {
+	if n.caughtUp.Load() {
+		return nil
+	}
+	return httpapi.Errorf(client.CodeLeaderNotAvailable, "this node is still loading the cluster metadata; retry")
 }
 
 // NodeID is this broker's id.

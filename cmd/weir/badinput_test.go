@@ -64,7 +64,7 @@ func TestBadInputs(t *testing.T) {
 		{"bad path partition", "POST", "/v1/topics/good/partitions/x/records", "text/plain", "a", 400, client.CodeInvalidRequest, "partition"},
 		{"negative offset", "GET", "/v1/topics/good/partitions/0/records?offset=-3", "", "", 400, client.CodeInvalidRequest, "offset"},
 		{"offset not a number", "GET", "/v1/topics/good/partitions/0/records?offset=first", "", "", 400, client.CodeInvalidRequest, "offset"},
-		{"offset above hw", "GET", "/v1/topics/good/partitions/0/records?offset=99", "", "", 416, client.CodeOffsetOutOfRange, "high watermark"},
+		{"offset past the log end", "GET", "/v1/topics/good/partitions/0/records?offset=99", "", "", 416, client.CodeOffsetOutOfRange, "high watermark"},
 		{"bad limit", "GET", "/v1/topics/good/partitions/0/records?limit=0", "", "", 400, client.CodeInvalidRequest, "limit"},
 		{"absurd max_bytes", "GET", "/v1/topics/good/partitions/0/records?max_bytes=99999999999", "", "", 400, client.CodeInvalidRequest, "max_bytes"},
 		{"bad wait_ms", "GET", "/v1/topics/good/partitions/0/records?wait_ms=abc", "", "", 400, client.CodeInvalidRequest, "wait_ms"},
