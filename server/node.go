@@ -41,7 +41,6 @@ type Node struct {
 	metadataTarget atomic.Uint64
 	caughtUp       atomic.Bool // the metadata image was current once
 	syncMu         sync.Mutex  // serialises applying the metadata to local replicas
-	listener       net.Listener
 }
 
 // New prepares a node from a config; Run starts it.
@@ -90,7 +89,6 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on http_addr %s: %w", n.cfg.HTTPAddr, err)
 	}
-	n.listener = ln
 	defaults, err := metadata.ParseTopicConfig(n.cfg.TopicDefaults())
 	if err != nil {
 		ln.Close()
@@ -140,8 +138,13 @@ func (n *Node) Run(ctx context.Context) error {
 		Backend: n, Internal: n, Logger: n.logger.With("component", "http"), Metrics: n.metrics,
 		MaxRequestBytes: n.cfg.MaxRequestBytes, RequestTimeout: time.Duration(n.cfg.RequestTimeoutMs) * time.Millisecond,
 	})
+	// Requests hang off reqCtx, cancelled at shutdown: long polls, follow
+	// streams and follower fetches end at once instead of holding Shutdown.
+	reqCtx, cancelRequests := context.WithCancel(context.Background())
+	defer cancelRequests()
 	srv := &http.Server{Handler: n.api.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn)}
+		BaseContext: func(net.Listener) context.Context { return reqCtx },
+		ErrorLog:    slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn)}
 
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -176,6 +179,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.controlledShutdown(csCtx)
 	csCancel()
 	n.ready.Store(false)
+	cancelRequests()
 	shCtx, cancel := context.WithTimeout(context.Background(), time.Duration(n.cfg.ShutdownTimeoutMs)*time.Millisecond)
 	defer cancel()
 	if err := srv.Shutdown(shCtx); err != nil {
