@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"weir/client"
+	"weir/replication"
 )
 
 // Node-to-node calls, under /internal/v1. They carry Weir's own metadata and
@@ -51,15 +52,9 @@ type JoinRequest struct {
 	Rack     string `json:"rack,omitempty"`
 }
 
-// AlterPartitionRequest is a partition leader's ISR change.
-type AlterPartitionRequest struct {
-	Topic          string  `json:"topic"`
-	Partition      int32   `json:"partition"`
-	Leader         int32   `json:"leader"`
-	LeaderEpoch    int32   `json:"leader_epoch"`
-	PartitionEpoch int32   `json:"partition_epoch"`
-	ISR            []int32 `json:"isr"`
-}
+// AlterPartitionRequest is a partition leader's ISR change (the replica
+// manager's own request, as it travels).
+type AlterPartitionRequest = replication.AlterPartitionRequest
 
 // AlterPartitionResponse is the partition after the change.
 type AlterPartitionResponse struct {

@@ -108,17 +108,22 @@ func appendRecordJSON(dst []byte, r *logstore.Record, enc encoding, partition in
 	} else {
 		dst = appendBytesField(dst, "value", r.Value, enc)
 	}
-	if len(r.Headers) > 0 {
-		dst = append(dst, `,"headers":{`...)
-		for i, h := range r.Headers {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendJSONString(dst, []byte(h.Key))
-			dst = append(dst, ':')
-			dst = appendJSONString(dst, h.Value)
+	return append(appendHeadersField(dst, r.Headers), '}')
+}
+
+// appendHeadersField appends `,"headers":{...}` when there are headers.
+func appendHeadersField(dst []byte, headers []logstore.Header) []byte {
+	if len(headers) == 0 {
+		return dst
+	}
+	dst = append(dst, `,"headers":{`...)
+	for i, h := range headers {
+		if i > 0 {
+			dst = append(dst, ',')
 		}
-		dst = append(dst, '}')
+		dst = appendJSONString(dst, []byte(h.Key))
+		dst = append(dst, ':')
+		dst = appendJSONString(dst, h.Value)
 	}
 	return append(dst, '}')
 }

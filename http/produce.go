@@ -314,19 +314,7 @@ func (s *Server) produceRemote(ctx context.Context, ne *NotHereError, topic stri
 			body = base64.StdEncoding.AppendEncode(body, r.Value)
 			body = append(body, '"')
 		}
-		if len(r.Headers) > 0 {
-			body = append(body, `,"headers":{`...)
-			for j, h := range r.Headers {
-				if j > 0 {
-					body = append(body, ',')
-				}
-				body = appendJSONString(body, []byte(h.Key))
-				body = append(body, ':')
-				body = appendJSONString(body, h.Value)
-			}
-			body = append(body, '}')
-		}
-		body = append(body, '}')
+		body = append(appendHeadersField(body, r.Headers), '}')
 	}
 	body = append(body, "]}"...)
 	acksText := map[replication.Acks]string{replication.AcksAll: "all", replication.AcksLeader: "1", replication.AcksNone: "0"}[acks]

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"weir/client"
-	httpapi "weir/http"
 	"weir/replication"
 )
 
@@ -52,9 +51,7 @@ const maxFetchReplyBytes = 256 << 20
 type isrChanger struct{ n *Node }
 
 func (c isrChanger) AlterPartition(ctx context.Context, req replication.AlterPartitionRequest) ([]int32, int32, int32, error) {
-	resp, err := toController(ctx, c.n, "/alter-partition", c.n.AlterPartition, httpapi.AlterPartitionRequest{
-		Topic: req.Topic, Partition: req.Partition, Leader: req.Leader, LeaderEpoch: req.LeaderEpoch,
-		PartitionEpoch: req.PartitionEpoch, ISR: req.ISR})
+	resp, err := toController(ctx, c.n, "/alter-partition", c.n.AlterPartition, req)
 	if err != nil {
 		return nil, 0, 0, err
 	}
