@@ -141,6 +141,7 @@ func (n *Node) CreateTopic(ctx context.Context, req client.CreateTopicRequest) (
 	if _, err := n.meta.CreateTopic(ctx, req.Name, parts, rf, req.Configs, false); err != nil {
 		return client.Topic{}, metaError(err)
 	}
+	n.waitBrokersApplied(ctx)
 	if err := n.syncNow(); err != nil {
 		return client.Topic{}, err
 	}
@@ -216,6 +217,7 @@ func (n *Node) AlterTopic(ctx context.Context, name string, req client.AlterTopi
 			return client.Topic{}, metaError(err)
 		}
 	}
+	n.waitBrokersApplied(ctx)
 	if err := n.syncNow(); err != nil {
 		return client.Topic{}, err
 	}
@@ -233,6 +235,7 @@ func (n *Node) DeleteTopic(ctx context.Context, name string) error {
 	if err := n.meta.DeleteTopic(ctx, name); err != nil {
 		return metaError(err)
 	}
+	n.waitBrokersApplied(ctx)
 	return n.syncNow()
 }
 

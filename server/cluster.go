@@ -190,6 +190,33 @@ func (n *Node) AlterPartition(ctx context.Context, req httpapi.AlterPartitionReq
 	return httpapi.AlterPartitionResponse{Leader: p.Leader, LeaderEpoch: p.LeaderEpoch, PartitionEpoch: p.PartitionEpoch, ISR: p.ISR}, nil
 }
 
+// waitBrokersApplied waits (briefly, bounded) until every alive broker has
+// reported, by heartbeat, that it applied the metadata this controller has
+// applied: then a produce sent to any node right after a create finds the
+// topic. Past the bound the call returns anyway; the change is committed.
+func (n *Node) waitBrokersApplied(ctx context.Context) {
+	target := n.meta.Stats().AppliedIndex
+	deadline := time.Now().Add(3 * time.Duration(n.cfg.BrokerHeartbeatIntervalMs) * time.Millisecond)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		img := n.meta.Image()
+		behind := false
+		n.ctrl.mu.Lock()
+		for _, id := range img.SortedBrokerIDs() {
+			if id != n.cfg.NodeID && img.Broker(id).Alive() && n.ctrl.applied[id] < target {
+				behind = true
+			}
+		}
+		n.ctrl.mu.Unlock()
+		if !behind {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // ControlledShutdown fences a stopping broker, which moves its leaderships
 // to other in-sync replicas; controller only.
 func (n *Node) ControlledShutdown(ctx context.Context, req httpapi.ShutdownRequest) (httpapi.ShutdownResponse, error) {
@@ -322,6 +349,9 @@ func (n *Node) heartbeatLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-n.heartbeatNow:
+			// A metadata change was applied: tell the controller at once, so a
+			// create waiting for every broker returns sooner.
 		}
 	}
 }

@@ -36,6 +36,8 @@ type Node struct {
 	fetchClient *http.Client // follower fetches: long polls, their own pool
 	ctrl        controllerState
 	stopping    atomic.Bool // controlled shutdown under way
+	// heartbeatNow asks the heartbeat loop for an early heartbeat.
+	heartbeatNow chan struct{}
 	// metadataTarget is the controller's applied index from the last heartbeat:
 	// a broker has caught up with the metadata once it applied that far.
 	metadataTarget atomic.Uint64
@@ -52,7 +54,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Node{cfg: cfg, logger: logger}, nil
+	return &Node{cfg: cfg, logger: logger, heartbeatNow: make(chan struct{}, 1)}, nil
 }
 
 // logConfig is the storage configuration of a topic from its effective configs.
@@ -215,10 +217,18 @@ func (n *Node) committed(name string, l *logstore.Log) int64 {
 func (n *Node) watchMetadata(ctx context.Context) {
 	retry := time.NewTicker(250 * time.Millisecond)
 	defer retry.Stop()
+	var reported uint64
 	for {
 		changed := n.meta.Changed()
 		if err := n.reconcile(ctx); err != nil && ctx.Err() == nil {
 			n.logger.Debug("metadata not applied yet", "err", err)
+		}
+		if v := n.meta.Image().Version; v != reported {
+			reported = v
+			select { // a change was applied: an early heartbeat reports it
+			case n.heartbeatNow <- struct{}{}:
+			default:
+			}
 		}
 		select {
 		case <-ctx.Done():

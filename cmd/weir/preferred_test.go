@@ -73,3 +73,23 @@ func TestPreferredLeaderAndTopicDeletion(t *testing.T) {
 		return nil
 	})
 }
+
+// TestCreateThenProduceThroughAnyNode: a topic created through one node can be
+// written through every other node at once (the create returns once every
+// alive broker has applied it), with no retry.
+func TestCreateThenProduceThroughAnyNode(t *testing.T) {
+	c := startCluster(t, 3)
+	for i := 0; i < 5; i++ {
+		name := fmt.Sprintf("now-%d", i)
+		st, body := call(t, "POST", c.node(1+i%3).url()+"/v1/topics", "application/json",
+			[]byte(`{"name":"`+name+`","partitions":3,"replication_factor":3}`))
+		mustJSON(t, st, body, 201, nil)
+		for j := 1; j <= 3; j++ {
+			st, body := call(t, "POST", c.node(j).url()+"/v1/topics/"+name+"/records", "application/json",
+				[]byte(`{"records":[{"key":"k","value":"v"}]}`))
+			if st != 200 {
+				t.Fatalf("produce to %s through node %d right after the create: %d %s", name, j, st, body)
+			}
+		}
+	}
+}
