@@ -21,7 +21,6 @@ import (
 
 // benchFlags are the flags shared by bench produce and bench consume.
 type benchFlags struct {
-	servers     string
 	topic       string
 	records     int
 	recordSize  int
@@ -71,7 +70,6 @@ func newBenchRunCmd(a *app, op string) *cobra.Command {
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&f.servers, "server", envOr(a, "WEIR_SERVER", "http://127.0.0.1:8082"), "server URL(s), comma-separated (env WEIR_SERVER)")
 	fs.StringVar(&f.topic, "topic", "bench", "topic")
 	fs.IntVar(&f.records, "records", 100000, "records to send or read (consume: 0 = all below the high watermark)")
 	fs.IntVar(&f.batch, "batch", 500, "records per request (consume: the fetch limit)")
@@ -101,7 +99,7 @@ func runBench(ctx context.Context, a *app, op string, f *benchFlags, partitionSe
 	if f.records < 0 || f.batch < 1 || f.concurrency < 1 || (op == "produce" && (f.recordSize < 0 || f.records < 1)) {
 		return usageError(errors.New("--records, --batch, --concurrency and --record-size must be positive"))
 	}
-	c, err := client.New(strings.Split(f.servers, ","), client.WithMaxIdleConnsPerHost(f.concurrency*2))
+	c, err := client.New(strings.Split(a.global.servers, ","), client.WithMaxIdleConnsPerHost(f.concurrency*2))
 	if err != nil {
 		return usageError(err)
 	}

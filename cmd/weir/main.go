@@ -29,6 +29,9 @@ type app struct {
 	// to return before giving up on it: Run enforces the timeout itself, this
 	// only backs it up.
 	shutdownGrace time.Duration
+	// global holds the root's persistent flags (--server, -o, --timeout)
+	// once they are parsed; the client commands read them.
+	global globalFlags
 }
 
 // runner is what serve needs of a node.

@@ -25,7 +25,10 @@ everything.
   weir serve --config weir.yaml --log-level debug
 
   # Look at it
-  curl -s localhost:8082/v1/cluster
+  weir cluster status
+  weir topic create orders -p 3 --if-not-exists
+  seq 10 | weir produce orders --partition 0
+  weir consume orders --partition 0 --from-beginning -n 10
 
   # Every flag of serve, and its environment variable and YAML key
   weir serve --help`,
@@ -44,10 +47,18 @@ everything.
 		return usageError(fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath()))
 	})
 
+	addGlobalFlags(root, a)
+	root.CompletionOptions.DisableDefaultCmd = true // newCompletionCmd, with examples
+
 	// The command tree: one constructor per file. Client commands (topic,
 	// produce, consume, group, cluster, bench, local-cluster) go here too.
 	root.AddCommand(
 		newServeCmd(a),
+		newTopicCmd(a),
+		newProduceCmd(a),
+		newConsumeCmd(a),
+		newClusterCmd(a),
+		newCompletionCmd(),
 		newBenchCmd(a),
 		newLocalClusterCmd(a),
 		newVersionCmd(),
