@@ -666,6 +666,13 @@ func (l *Log) cutSegment(s *segment, pos int64) error {
 	}
 	s.offsets.Store(no)
 	s.times.Store(nt)
+	if n := no.len(); n > 0 { // a damaged entry that slipped through: rebuild the index from the data
+		e := no.at(n - 1)
+		var hdr [BatchHeaderSize]byte
+		if _, err := s.log.ReadAt(hdr[:], int64(e.pos)); err != nil || !s.indexedBatchOK(hdr[:], int64(e.pos), s.base+int64(e.rel), pos) {
+			s.reindex(l.cfg.Load(), nil)
+		}
+	}
 	if err := s.rebuildIndexFiles(); err != nil {
 		return err
 	}
@@ -679,14 +686,26 @@ func (s *segment) loadTail() error {
 	offs := s.offsets.Load()
 	var pos int64
 	maxTS := int64(noTimestamp)
+	var hdr [BatchHeaderSize]byte
 	if n := offs.len(); n > 0 {
-		pos = int64(offs.at(n - 1).pos)
+		e := offs.at(n - 1)
+		pos = int64(e.pos)
+		// The walk starts at the last index entry: it must point at the batch
+		// it names. If a damaged entry slipped through, drop the (derived)
+		// index and walk the whole segment instead.
+		if _, err := s.log.ReadAt(hdr[:], pos); err != nil || !s.indexedBatchOK(hdr[:], pos, s.base+int64(e.rel), size) {
+			s.offsets.Store(&chunkedList[offsetEntry]{})
+			s.times.Store(&chunkedList[timeEntry]{})
+			if err := s.rebuildIndexFiles(); err != nil {
+				return err
+			}
+			pos = 0
+		}
 	}
 	if times := s.times.Load(); times.len() > 0 {
 		maxTS = times.at(times.len() - 1).ts
 	}
 	next := s.base
-	var hdr [BatchHeaderSize]byte
 	first := true
 	s.firstTS = noTimestamp
 	if pos > 0 { // the first batch sets segment.ms

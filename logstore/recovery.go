@@ -244,47 +244,20 @@ func (s *segment) loadIndexes(interval int64) bool {
 // at the first bad batch. reason is non-empty when it cut.
 func (l *Log) recoverSegment(s *segment, expect int64, prevEpoch *int32, epochsOK bool, cfg *Config) (next int64, reason string, err error) {
 	size := s.size.Load()
-	// Rebuild the indexes in memory as the batches validate, then write them once.
-	offs, times := &chunkedList[offsetEntry]{}, &chunkedList[timeEntry]{}
-	s.offsets.Store(offs)
-	s.times.Store(times)
-	s.bytesSinceIndex = 0
-	s.maxTS.Store(noTimestamp)
 	firstStart, firstEpoch := int64(math.MaxInt64), UndefinedEpoch
 	if ents := l.epochs.snapshot(); len(ents) > 0 {
 		firstStart, firstEpoch = ents[0].StartOffset, ents[0].Epoch
 	}
-	sc := newScanner(s.log, 0, size)
-	valid := int64(0)
-	for {
-		b, ok := sc.next()
-		if !ok {
-			if sc.err != nil {
-				reason = fmt.Sprintf("segment %s position %d: %v", segmentName(s.base), valid, sc.err)
-			} else if valid != size {
-				reason = fmt.Sprintf("segment %s position %d: torn batch (%d bytes)", segmentName(s.base), valid, size-valid)
-			}
-			break
+	valid, reason := s.reindex(cfg, func(b Batch) string {
+		r := checkBatch(b, s, expect, *prevEpoch)
+		if r == "" && epochsOK {
+			r = checkEpoch(b, l.epochs, firstStart, firstEpoch)
 		}
-		if reason = checkBatch(b, s, expect, *prevEpoch); reason == "" && epochsOK {
-			reason = checkEpoch(b, l.epochs, firstStart, firstEpoch)
+		if r == "" {
+			expect, *prevEpoch = b.NextOffset(), b.LeaderEpoch()
 		}
-		if reason != "" {
-			reason = fmt.Sprintf("segment %s position %d: %s", segmentName(s.base), sc.BatchAt, reason)
-			break
-		}
-		pos := sc.BatchAt
-		if oe, te, addOffset, addTime := s.indexEntries(b, pos, cfg.IndexIntervalBytes); addOffset && offs.len() < cfg.maxIndexEntries() {
-			offs.push(oe)
-			if addTime {
-				times.push(te)
-			}
-			s.bytesSinceIndex = 0
-		}
-		s.noteBatch(b, int64(len(b)))
-		expect, *prevEpoch = b.NextOffset(), b.LeaderEpoch()
-		valid = pos + int64(len(b))
-	}
+		return r
+	})
 	if valid != size {
 		if err := s.log.Truncate(valid); err != nil {
 			return 0, "", fmt.Errorf("truncate damaged segment %s: %w", segmentName(s.base), err)
@@ -298,6 +271,46 @@ func (l *Log) recoverSegment(s *segment, expect int64, prevEpoch *int32, epochsO
 		return 0, "", err
 	}
 	return s.next.Load(), reason, nil
+}
+
+// reindex rebuilds a segment's indexes in memory from its batches, as
+// appends would have built them. check, when set, vets each batch; the scan
+// stops at the first it refuses (or at a torn or impossible one) and returns
+// how many bytes were valid and why it stopped. The caller writes the files.
+func (s *segment) reindex(cfg *Config, check func(Batch) string) (valid int64, reason string) {
+	size := s.size.Load()
+	offs, times := &chunkedList[offsetEntry]{}, &chunkedList[timeEntry]{}
+	s.offsets.Store(offs)
+	s.times.Store(times)
+	s.bytesSinceIndex = 0
+	s.maxTS.Store(noTimestamp)
+	sc := newScanner(s.log, 0, size)
+	for {
+		b, ok := sc.next()
+		if !ok {
+			if sc.err != nil {
+				reason = fmt.Sprintf("segment %s position %d: %v", segmentName(s.base), valid, sc.err)
+			} else if valid != size {
+				reason = fmt.Sprintf("segment %s position %d: torn batch (%d bytes)", segmentName(s.base), valid, size-valid)
+			}
+			return valid, reason
+		}
+		if check != nil {
+			if r := check(b); r != "" {
+				return valid, fmt.Sprintf("segment %s position %d: %s", segmentName(s.base), sc.BatchAt, r)
+			}
+		}
+		pos := sc.BatchAt
+		if oe, te, addOffset, addTime := s.indexEntries(b, pos, cfg.IndexIntervalBytes); addOffset && offs.len() < cfg.maxIndexEntries() {
+			offs.push(oe)
+			if addTime {
+				times.push(te)
+			}
+			s.bytesSinceIndex = 0
+		}
+		s.noteBatch(b, int64(len(b)))
+		valid = pos + int64(len(b))
+	}
 }
 
 // checkBatch validates one batch in its place in the log.

@@ -222,44 +222,46 @@ func (s *segment) noteBatch(b Batch, n int64) {
 
 // position returns the file position to start scanning from for offset.
 func (s *segment) position(offset int64) int64 {
-	from, _ := s.walkSpan(offset)
+	from, base, _ := s.walkSpan(offset)
 	if from > 0 {
 		var hdr [BatchHeaderSize]byte
-		if _, err := s.log.ReadAt(hdr[:], from); err != nil || !s.indexedBatchOK(hdr[:], from, offset, s.size.Load()) {
+		if _, err := s.log.ReadAt(hdr[:], from); err != nil || !s.indexedBatchOK(hdr[:], from, base, s.size.Load()) {
 			return 0
 		}
 	}
 	return from
 }
 
-// indexedBatchOK checks the header at an offset index entry's position pos,
-// looked up for offset: it must be a batch starting at or below offset in this
-// segment. A damaged index entry that passed the load checks (a flipped bit
-// keeps the entries ordered) fails this, and the caller walks from position 0
-// instead of returning garbage, skipping batches or truncating mid-batch.
-func (s *segment) indexedBatchOK(b Batch, pos, offset, size int64) bool {
+// indexedBatchOK checks the header at an offset index entry's position pos:
+// it must be a whole v2 batch starting exactly at the entry's base offset. A
+// damaged index entry that passed the load checks (a flipped bit keeps the
+// entries ordered) fails this, and the caller walks from position 0 instead of
+// returning garbage, skipping batches or truncating mid-batch.
+func (s *segment) indexedBatchOK(b Batch, pos, base, size int64) bool {
 	n := int64(b.Size())
-	return n >= BatchHeaderSize && pos+n <= size && b.BaseOffset() >= s.base && b.BaseOffset() <= offset
+	return n >= BatchHeaderSize && pos+n <= size && b.Magic() == magicV2 && b.BaseOffset() == base
 }
 
-// walkSpan returns position(offset) and the position of the next index entry
-// (-1 if none). The first batch whose last offset is >= offset starts at or
-// before that entry's batch, whose base offset is above offset.
-func (s *segment) walkSpan(offset int64) (from, next int64) {
+// walkSpan returns position(offset), the base offset the batch there must
+// have (the index entry's), and the position of the next index entry (-1 if
+// none). The first batch whose last offset is >= offset starts at or before
+// that entry's batch, whose base offset is above offset.
+func (s *segment) walkSpan(offset int64) (from, base, next int64) {
 	offs := s.offsets.Load()
 	i := -1
+	base = s.base
 	if rel := offset - s.base; rel > 0 {
 		rel = min(rel, math.MaxUint32)
 		i = offs.search(func(e offsetEntry) bool { return int64(e.rel) <= rel })
 	}
 	if i >= 0 {
-		from = int64(offs.at(i).pos)
+		from, base = int64(offs.at(i).pos), s.base+int64(offs.at(i).rel)
 	}
 	next = -1
 	if i+1 < offs.len() {
 		next = int64(offs.at(i + 1).pos)
 	}
-	return from, next
+	return from, base, next
 }
 
 // findBatch returns the position and header of the first batch whose last
@@ -292,7 +294,7 @@ func (w *readWindow) bytes(pos, n int64) ([]byte, bool) {
 
 // seekBatch is findBatch reading through w; hdr aliases w.
 func (s *segment) seekBatch(offset, size int64, w *readWindow) (int64, Batch, error) {
-	pos, next := s.walkSpan(offset)
+	pos, base, next := s.walkSpan(offset)
 	// An index entry is trusted once the header it points at checks out.
 	indexed := pos > 0
 	walkEnd := size // the walk needs no bytes past the next indexed batch's header
@@ -319,7 +321,7 @@ func (s *segment) seekBatch(offset, size int64, w *readWindow) (int64, Batch, er
 		b := Batch(hdr)
 		if indexed {
 			indexed = false
-			if !s.indexedBatchOK(b, pos, offset, size) {
+			if !s.indexedBatchOK(b, pos, base, size) {
 				pos, walkEnd = 0, size // a damaged index entry: walk from the start
 				continue
 			}
