@@ -390,7 +390,7 @@ func TestHealthAndProbes(t *testing.T) {
 			w.WriteHeader(200)
 		case "/readyz":
 			if !ready.Load() {
-				http.Error(w, "not ready", 503)
+				http.Error(w, "not ready", http.StatusServiceUnavailable)
 				return
 			}
 			w.WriteHeader(200)

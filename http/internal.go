@@ -44,13 +44,9 @@ type HeartbeatResponse struct {
 	State         string `json:"state"`
 }
 
-// JoinRequest adds a node to the Raft group as a non-voter and registers it.
-type JoinRequest struct {
-	ID       int32  `json:"id"`
-	HTTPAddr string `json:"http_addr"`
-	RaftAddr string `json:"raft_addr"`
-	Rack     string `json:"rack,omitempty"`
-}
+// JoinRequest adds a node to the Raft group as a non-voter and registers it;
+// it carries what a registration does.
+type JoinRequest = RegisterRequest
 
 // AlterPartitionRequest is a partition leader's ISR change (the replica
 // manager's own request, as it travels).

@@ -154,7 +154,7 @@ func (n *Node) Join(ctx context.Context, req httpapi.JoinRequest) (httpapi.Regis
 	if err := n.meta.Join(ctx, req.ID, req.RaftAddr, false); err != nil {
 		return httpapi.RegisterResponse{}, metaError(err)
 	}
-	return n.Register(ctx, httpapi.RegisterRequest{ID: req.ID, HTTPAddr: req.HTTPAddr, RaftAddr: req.RaftAddr, Rack: req.Rack})
+	return n.Register(ctx, req)
 }
 
 // Heartbeat records that a broker is alive; controller only.

@@ -390,13 +390,6 @@ func (p *producer) work(ctx context.Context, cl *client.Client, topic string, w 
 	}
 }
 
-// count is the number of records acknowledged so far.
-func (p *producer) count() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.acked)
-}
-
 // waitAcked waits until at least n records were acknowledged.
 func (p *producer) waitAcked(n int, timeout time.Duration) {
 	p.t.Helper()

@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"weir/client"
 )
 
 // The binary under test is built once per package run.
@@ -218,15 +216,6 @@ func (n *node) kill() {
 func (n *node) restart() {
 	n.t.Helper()
 	n.start()
-}
-
-func (n *node) client() *client.Client {
-	n.t.Helper()
-	c, err := client.New([]string{n.url()})
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	return c
 }
 
 func testCtx(t testing.TB, d time.Duration) context.Context {
