@@ -67,6 +67,17 @@ func (a *app) newClient() (*client.Client, error) {
 }
 
 // reqCtx bounds one request by --timeout.
+// connect is the start of every request-reply command: a client for the
+// --server list and a context bounded by --timeout.
+func (a *app) connect(ctx context.Context) (context.Context, context.CancelFunc, *client.Client, error) {
+	c, err := a.newClient()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := a.reqCtx(ctx)
+	return ctx, cancel, c, nil
+}
+
 func (a *app) reqCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	if a.global.timeout > 0 {
 		return context.WithTimeout(ctx, a.global.timeout)

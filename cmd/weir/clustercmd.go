@@ -42,11 +42,10 @@ An unhealthy cluster is still exit 0; check "Healthy" (or .health.healthy).`,
   weir cluster status -o json | jq -e .health.healthy`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := a.newClient()
+			ctx, cancel, c, err := a.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			ctx, cancel := a.reqCtx(cmd.Context())
 			defer cancel()
 			cl, err := c.Cluster(ctx)
 			if err != nil {
@@ -81,11 +80,10 @@ func newClusterBrokersCmd(a *app) *cobra.Command {
   weir cluster brokers -o json | jq -r '.brokers[] | select(.state != "alive") | .id'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := a.newClient()
+			ctx, cancel, c, err := a.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			ctx, cancel := a.reqCtx(cmd.Context())
 			defer cancel()
 			bs, err := c.Brokers(ctx)
 			if err != nil {

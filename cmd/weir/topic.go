@@ -60,11 +60,10 @@ is success (its settings are not compared).`,
 				}
 				req.ReplicationFactor = &rf
 			}
-			c, err := a.newClient()
+			ctx, cancel, c, err := a.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			ctx, cancel := a.reqCtx(cmd.Context())
 			defer cancel()
 			t, err := c.CreateTopic(ctx, req)
 			existed := false
@@ -106,11 +105,10 @@ func newTopicListCmd(a *app) *cobra.Command {
   weir topic list -o json | jq -r '.topics[].name'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := a.newClient()
+			ctx, cancel, c, err := a.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			ctx, cancel := a.reqCtx(cmd.Context())
 			defer cancel()
 			topics, err := c.ListTopics(ctx, internal)
 			if err != nil {
@@ -151,11 +149,10 @@ The filters apply to -o json/yaml too.`,
 		Args:              exactArgs("NAME"),
 		ValidArgsFunction: topicCompletion(a),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.newClient()
+			ctx, cancel, c, err := a.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			ctx, cancel := a.reqCtx(cmd.Context())
 			defer cancel()
 			t, err := c.Topic(ctx, args[0])
 			if err != nil {
@@ -248,11 +245,10 @@ config, --delete-config resets one to the broker default. Give at least one.`,
 			if req.Partitions == nil && req.Configs == nil {
 				return usageError(fmt.Errorf("%s: nothing to change; give -p, -c or --delete-config (see '%s --help')", cmd.CommandPath(), cmd.CommandPath()))
 			}
-			c, err := a.newClient()
+			ctx, cancel, c, err := a.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			ctx, cancel := a.reqCtx(cmd.Context())
 			defer cancel()
 			t, err := c.AlterTopic(ctx, args[0], req)
 			if err != nil {
@@ -289,11 +285,10 @@ that does not exist is success.`,
 		Args:              exactArgs("NAME"),
 		ValidArgsFunction: topicCompletion(a),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.newClient()
+			ctx, cancel, c, err := a.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			ctx, cancel := a.reqCtx(cmd.Context())
 			defer cancel()
 			return deleteTopic(ctx, a, c, args[0], ifExists)
 		},
