@@ -66,7 +66,6 @@ func (a *app) newClient() (*client.Client, error) {
 	return c, nil
 }
 
-// reqCtx bounds one request by --timeout.
 // connect is the start of every request-reply command: a client for the
 // --server list and a context bounded by --timeout.
 func (a *app) connect(ctx context.Context) (context.Context, context.CancelFunc, *client.Client, error) {
@@ -78,6 +77,7 @@ func (a *app) connect(ctx context.Context) (context.Context, context.CancelFunc,
 	return ctx, cancel, c, nil
 }
 
+// reqCtx bounds one request by --timeout.
 func (a *app) reqCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	if a.global.timeout > 0 {
 		return context.WithTimeout(ctx, a.global.timeout)
