@@ -76,6 +76,8 @@ type Options struct {
 	Metrics        *Metrics
 	// Internal serves /internal/v1 (node-to-node); nil leaves it out.
 	Internal Internal
+	// Groups serves /v1/groups; nil leaves the routes out.
+	Groups Groups
 }
 
 // Server is the REST API of one node.
