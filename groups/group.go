@@ -513,6 +513,12 @@ func (g *Group) AutoOffsetReset(memberID string) (string, error) {
 	return m.autoOffsetReset, nil
 }
 
+// AutoCommit reports whether a member auto-commits (false for unknown ids).
+func (g *Group) AutoCommit(memberID string) bool {
+	m, ok := g.members[memberID]
+	return ok && m.autoCommit
+}
+
 // ResetResult is one row of an offset reset.
 type ResetResult struct {
 	TopicPartition

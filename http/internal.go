@@ -83,6 +83,18 @@ type Internal interface {
 	LocalPartitionOffsets(ctx context.Context, topic string, timestamp *int64) ([]client.PartitionOffsets, error)
 	// Fetch serves a follower's fetch; it writes its binary reply itself.
 	ServeFetch(w http.ResponseWriter, r *http.Request)
+	// LocalGroups lists the groups this node coordinates.
+	LocalGroups(ctx context.Context) ([]client.GroupSummary, error)
+	// CreateOffsetsTopic creates __consumer_offsets on the controller (a no-op if it exists).
+	CreateOffsetsTopic(ctx context.Context, req OffsetsTopicRequest) (OffsetsTopicResponse, error)
+}
+
+// OffsetsTopicRequest asks the controller to create the offsets topic.
+type OffsetsTopicRequest struct{}
+
+// OffsetsTopicResponse says the offsets topic exists, with its partition count.
+type OffsetsTopicResponse struct {
+	Partitions int `json:"partitions"`
 }
 
 func (s *Server) internalRoutes() {
@@ -97,6 +109,14 @@ func (s *Server) internalRoutes() {
 	g.POST("/join", jsonCall(s, in.Join))
 	g.POST("/alter-partition", jsonCall(s, in.AlterPartition))
 	g.POST("/fetch", echo.WrapHandler(http.HandlerFunc(in.ServeFetch)))
+	g.POST("/offsets-topic", jsonCall(s, in.CreateOffsetsTopic))
+	g.GET("/groups", func(c echo.Context) error {
+		rows, err := in.LocalGroups(c.Request().Context())
+		if err != nil {
+			return err
+		}
+		return writeJSON(c, http.StatusOK, rows)
+	})
 	g.GET("/topics/:topic/offsets", func(c echo.Context) error {
 		var ts *int64
 		if v := c.QueryParam("timestamp"); v != "" {

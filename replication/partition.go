@@ -209,11 +209,22 @@ func (p *Partition) setState(a Assignment) bool {
 // Append writes a batch as leader and waits as acks asks. The batch is stamped
 // in place with its offsets and the leader epoch.
 func (p *Partition) Append(ctx context.Context, batch []byte, acks Acks) (logstore.AppendResult, error) {
+	return p.append(ctx, batch, acks, -1)
+}
+
+// AppendInEpoch is Append only while this replica leads in leaderEpoch: a
+// writer whose state was built in one leadership (a group coordinator) must
+// not write into a later one.
+func (p *Partition) AppendInEpoch(ctx context.Context, batch []byte, acks Acks, leaderEpoch int32) (logstore.AppendResult, error) {
+	return p.append(ctx, batch, acks, leaderEpoch)
+}
+
+func (p *Partition) append(ctx context.Context, batch []byte, acks Acks, wantEpoch int32) (logstore.AppendResult, error) {
 	p.roleMu.RLock()
 	p.mu.Lock()
 	leader, epoch, isr, minISR := p.leader, p.leaderEpoch, len(p.isr), p.minISR
 	p.mu.Unlock()
-	if !leader {
+	if !leader || (wantEpoch >= 0 && epoch != wantEpoch) {
 		p.roleMu.RUnlock()
 		return logstore.AppendResult{}, ErrNotLeader
 	}

@@ -144,3 +144,28 @@ func TestParseAcks(t *testing.T) {
 		t.Error("acks=2 accepted")
 	}
 }
+
+func TestAppendInEpochRefusesAnotherLeadership(t *testing.T) {
+	m, cfg := newTestManager(t, logstore.FsyncNever)
+	assign := func(epoch int32) {
+		t.Helper()
+		if err := m.Apply([]Assignment{{Topic: "t", Partition: 0, Replicas: []int32{1}, Leader: 1, LeaderEpoch: epoch,
+			ISR: []int32{1}, MinISR: 1, Config: cfg}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	assign(3)
+	p, _ := m.Partition("t", 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.AppendInEpoch(ctx, batch(t, p, "a"), AcksAll, 3); err != nil {
+		t.Fatalf("append in the current epoch: %v", err)
+	}
+	assign(4)
+	if _, err := p.AppendInEpoch(ctx, batch(t, p, "b"), AcksAll, 3); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("append in a past epoch: %v, want ErrNotLeader", err)
+	}
+	if end := p.Log().LogEndOffset(); end != 1 {
+		t.Fatalf("the refused append was written: log end %d", end)
+	}
+}

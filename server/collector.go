@@ -2,6 +2,7 @@ package server
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -20,6 +21,9 @@ type collector struct {
 	raftCommit *prometheus.Desc
 	raftApply  *prometheus.Desc
 	ready      *prometheus.Desc
+	members    *prometheus.Desc
+	rebalances *prometheus.Desc
+	lag        *prometheus.Desc
 }
 
 func newCollector(n *Node) *collector {
@@ -36,11 +40,15 @@ func newCollector(n *Node) *collector {
 		raftCommit: prometheus.NewDesc("weir_raft_commit_index", "Raft commit index.", nil, nil),
 		raftApply:  prometheus.NewDesc("weir_raft_applied_index", "Raft applied index.", nil, nil),
 		ready:      prometheus.NewDesc("weir_ready", "1 when the node is ready.", nil, nil),
+		members:    prometheus.NewDesc("weir_group_members", "Members of a consumer group this node coordinates.", []string{"group"}, nil),
+		rebalances: prometheus.NewDesc("weir_group_rebalances_total", "Generation changes of a group since this node became its coordinator.", []string{"group"}, nil),
+		lag: prometheus.NewDesc("weir_group_lag", "High watermark minus committed offset, per group and partition (refreshed every few seconds).",
+			[]string{"group", "topic", "partition"}, nil),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.logSize, c.logStart, c.logEnd, c.hw, c.segments, c.raftState, c.raftTerm, c.raftCommit, c.raftApply, c.ready} {
+	for _, d := range []*prometheus.Desc{c.logSize, c.logStart, c.logEnd, c.hw, c.segments, c.raftState, c.raftTerm, c.raftCommit, c.raftApply, c.ready, c.members, c.rebalances, c.lag} {
 		ch <- d
 	}
 }
@@ -71,4 +79,24 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ready = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, ready)
+	if c.n.coord == nil {
+		return
+	}
+	for _, g := range c.n.coord.Stats() {
+		ch <- prometheus.MustNewConstMetric(c.members, prometheus.GaugeValue, float64(g.Members), g.Group)
+		ch <- prometheus.MustNewConstMetric(c.rebalances, prometheus.CounterValue, float64(g.Rebalances), g.Group)
+		for tp, lag := range g.Lag {
+			ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(lag), g.Group, tp.Topic, strconv.Itoa(int(tp.Partition)))
+		}
+	}
+}
+
+// newCommitLatency is the histogram of durable group commits.
+func newCommitLatency(reg prometheus.Registerer) func(time.Duration) {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "weir_group_commit_duration_seconds", Help: "Time to make a group's offset commit durable (acks=all).",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 14),
+	})
+	reg.MustRegister(h)
+	return func(d time.Duration) { h.Observe(d.Seconds()) }
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"weir/client"
+	"weir/groups"
 	httpapi "weir/http"
 	"weir/logstore"
 	"weir/metadata"
@@ -43,6 +44,9 @@ type Node struct {
 	metadataTarget atomic.Uint64
 	caughtUp       atomic.Bool // the metadata image was current once
 	syncMu         sync.Mutex  // serialises applying the metadata to local replicas
+
+	coord        *groups.Coordinator
+	offsetsTopic offsetsTopicState
 }
 
 // New prepares a node from a config; Run starts it.
@@ -136,8 +140,10 @@ func (n *Node) Run(ctx context.Context) error {
 	n.metrics = httpapi.NewMetrics()
 	n.metrics.Registry.MustRegister(newCollector(n))
 	n.peers = newPeers(n.cfg.NodeID, time.Duration(n.cfg.RequestTimeoutMs)*time.Millisecond)
+	n.coord = groups.NewCoordinator(groups.CoordinatorOptions{Env: groupsEnv{n}, NodeID: n.cfg.NodeID,
+		Logger: n.logger.With("component", "groups"), ObserveCommit: newCommitLatency(n.metrics.Registry)})
 	n.api = httpapi.New(httpapi.Options{
-		Backend: n, Internal: n, Logger: n.logger.With("component", "http"), Metrics: n.metrics,
+		Backend: n, Internal: n, Groups: groupsAPI{n}, Logger: n.logger.With("component", "http"), Metrics: n.metrics,
 		MaxRequestBytes: n.cfg.MaxRequestBytes, RequestTimeout: time.Duration(n.cfg.RequestTimeoutMs) * time.Millisecond,
 	})
 	// Requests hang off reqCtx, cancelled at shutdown: long polls, follow
@@ -164,6 +170,8 @@ func (n *Node) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); n.replicaMaintenance(bg) }()
 	go func() { defer wg.Done(); n.heartbeatLoop(bg) }()
 	go func() { defer wg.Done(); n.runController(bg) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); n.coord.Run(bg) }()
 	if len(n.cfg.Join) > 0 {
 		wg.Add(1)
 		go func() { defer wg.Done(); n.joinLoop(bg) }()
@@ -188,6 +196,7 @@ func (n *Node) Run(ctx context.Context) error {
 		_ = srv.Close()
 	}
 	stopBG()
+	n.coord.Close()
 	wg.Wait()
 	if err := n.repl.Close(); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("close replicas: %w", err))
@@ -292,7 +301,11 @@ func (n *Node) applyImage(img *metadata.Image) error {
 				ReplicaLagTimeMax: time.Duration(n.cfg.ReplicaLagTimeMaxMs) * time.Millisecond})
 		}
 	}
-	return n.repl.Apply(as)
+	if err := n.repl.Apply(as); err != nil {
+		return err
+	}
+	n.syncCoordinator(img)
+	return nil
 }
 
 // syncNow applies the latest image at once, so a reply to an admin call is

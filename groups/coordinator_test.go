@@ -1,0 +1,407 @@
+package groups
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"weir/client"
+)
+
+// fakeEnv is an in-memory offsets topic and data topics, for unit tests of
+// the coordinator's logic (the integration tests run the real thing).
+type fakeEnv struct {
+	mu       sync.Mutex
+	logs     map[int32][]KV  // offsets partition -> records
+	epochs   map[int32]int32 // offsets partition -> current leader epoch here
+	counts   map[string]int32
+	bounds   map[string]map[int32]PartitionOffsets
+	failApp  error
+	loadGate chan struct{} // when set, loads wait for it
+}
+
+func newFakeEnv() *fakeEnv {
+	return &fakeEnv{logs: map[int32][]KV{}, epochs: map[int32]int32{}, counts: map[string]int32{},
+		bounds: map[string]map[int32]PartitionOffsets{}}
+}
+
+func (e *fakeEnv) LoadOffsets(ctx context.Context, p, epoch int32, fn func(k, v []byte)) error {
+	e.mu.Lock()
+	gate := e.loadGate
+	e.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.epochs[p] != epoch {
+		return fmt.Errorf("not leader of %d in epoch %d", p, epoch)
+	}
+	for _, r := range e.logs[p] {
+		fn(r.Key, r.Value)
+	}
+	return nil
+}
+
+func (e *fakeEnv) AppendOffsets(ctx context.Context, p, epoch int32, recs []KV) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.failApp != nil {
+		return e.failApp
+	}
+	if e.epochs[p] != epoch {
+		return fmt.Errorf("not leader of %d in epoch %d", p, epoch)
+	}
+	e.logs[p] = append(e.logs[p], recs...)
+	return nil
+}
+
+func (e *fakeEnv) PartitionCounts(topics []string) map[string]int32 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[string]int32{}
+	for _, t := range topics {
+		out[t] = e.counts[t]
+	}
+	return out
+}
+
+func (e *fakeEnv) TopicOffsets(ctx context.Context, topic string, ts *int64) (map[int32]PartitionOffsets, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[int32]PartitionOffsets{}
+	for p, b := range e.bounds[topic] {
+		if ts != nil {
+			off := *ts / 10 // the fake's records: offset n has timestamp 10n
+			if off < b.HighWatermark {
+				b.ForTimestamp = &off
+			}
+		}
+		out[p] = b
+	}
+	return out, nil
+}
+
+func (e *fakeEnv) setTopic(name string, parts int32, start, hw int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.counts[name] = parts
+	e.bounds[name] = map[int32]PartitionOffsets{}
+	for p := range parts {
+		e.bounds[name][p] = PartitionOffsets{LogStart: start, HighWatermark: hw}
+	}
+}
+
+const testOffsetsParts = 4
+
+type coordFixture struct {
+	t   *testing.T
+	env *fakeEnv
+	c   *Coordinator
+	now time.Time
+	mu  sync.Mutex
+}
+
+func newCoord(t *testing.T) *coordFixture {
+	t.Helper()
+	f := &coordFixture{t: t, env: newFakeEnv(), now: t0}
+	f.c = NewCoordinator(CoordinatorOptions{Env: f.env, NodeID: 7, NewUUID: seqUUID(), Now: f.clock})
+	t.Cleanup(f.c.Close)
+	f.lead(1)
+	return f
+}
+
+func (f *coordFixture) clock() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.now
+}
+
+func (f *coordFixture) advance(d time.Duration) {
+	f.mu.Lock()
+	f.now = f.now.Add(d)
+	f.mu.Unlock()
+}
+
+// lead makes this node the leader of every offsets partition in epoch and
+// waits until they are loaded.
+func (f *coordFixture) lead(epoch int32) {
+	f.t.Helper()
+	led := map[int32]int32{}
+	f.env.mu.Lock()
+	for p := range int32(testOffsetsParts) {
+		f.env.epochs[p] = epoch
+		led[p] = epoch
+	}
+	f.env.mu.Unlock()
+	f.c.Sync(testOffsetsParts, led)
+	f.waitLoaded("g")
+}
+
+func (f *coordFixture) waitLoaded(group string) {
+	f.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := f.c.part(group)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("offsets partition of %q never loaded: %v", group, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func (f *coordFixture) join(topics ...string) client.MemberAssignment {
+	f.t.Helper()
+	ma, err := f.c.Join(context.Background(), "g", client.JoinGroupRequest{Topics: topics, AutoOffsetReset: "earliest"}, "h")
+	if err != nil {
+		f.t.Fatalf("join: %v", err)
+	}
+	return ma
+}
+
+func codeOf(err error) string {
+	var ge *Error
+	if errors.As(err, &ge) {
+		return ge.Code
+	}
+	return ""
+}
+
+func TestCoordinatorAssignsAndPersistsGenerationsBeforeRevealing(t *testing.T) {
+	f := newCoord(t)
+	f.env.setTopic("orders", 6, 0, 100)
+	var members []client.MemberAssignment
+	for range 3 {
+		members = append(members, f.join("orders"))
+	}
+	gen := members[2].Generation
+	owned := map[client.TopicPartition]string{}
+	for _, m := range members {
+		hb, err := f.c.Heartbeat(context.Background(), "g", m.MemberID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hb.Generation != gen || len(hb.Assignments) != 2 {
+			t.Fatalf("member %s: gen %d, %d partitions; want gen %d, 2", m.MemberID, hb.Generation, len(hb.Assignments), gen)
+		}
+		for _, tp := range hb.Assignments {
+			if prev, dup := owned[tp]; dup {
+				t.Fatalf("%v given to %s and %s in generation %d", tp, prev, m.MemberID, gen)
+			}
+			owned[tp] = m.MemberID
+		}
+	}
+	// The generation a member learned is in the offsets topic.
+	p := f.c.Partition("g")
+	ld := NewLoader()
+	f.env.mu.Lock()
+	for _, r := range f.env.logs[p] {
+		_ = ld.Apply(r.Key, r.Value)
+	}
+	f.env.mu.Unlock()
+	if lg := ld.Groups()["g"]; lg == nil || lg.Generation != gen {
+		t.Fatalf("persisted generation %+v, want %d", lg, gen)
+	}
+	// A refused durable write reveals nothing.
+	f.env.mu.Lock()
+	f.env.failApp = errors.New("disk on fire")
+	f.env.mu.Unlock()
+	if _, err := f.c.Join(context.Background(), "g", client.JoinGroupRequest{Topics: []string{"orders"}}, "h"); err == nil {
+		t.Fatal("join answered though its generation could not be written")
+	}
+	if d, _ := f.c.Describe(context.Background(), "g"); d.Generation != gen {
+		t.Fatalf("describe shows generation %d that is not durable (durable: %d)", d.Generation, gen)
+	}
+}
+
+func TestCoordinatorCommitFencingAndFailover(t *testing.T) {
+	f := newCoord(t)
+	f.env.setTopic("orders", 2, 0, 50)
+	ctx := context.Background()
+	a := f.join("orders")
+	gen := a.Generation
+	commit := func(member string, gen int32, off int64) error {
+		_, err := f.c.Commit(ctx, "g", client.CommitRequest{MemberID: member, Generation: &gen,
+			Offsets: []client.CommitOffset{{Topic: "orders", Partition: 0, Offset: off, Metadata: "m"}}})
+		return err
+	}
+	if err := commit(a.MemberID, gen, 10); err != nil {
+		t.Fatal(err)
+	}
+	b := f.join("orders") // rebalance: a's generation is now stale
+	if err := commit(a.MemberID, gen, 11); codeOf(err) != "ILLEGAL_GENERATION" {
+		t.Fatalf("commit with an old generation: %v", err)
+	}
+	if err := commit("nobody", b.Generation, 11); codeOf(err) != "UNKNOWN_MEMBER_ID" {
+		t.Fatalf("commit by an unknown member: %v", err)
+	}
+	if _, err := f.c.Commit(ctx, "g", client.CommitRequest{Offsets: []client.CommitOffset{{Topic: "orders", Offset: 1}}}); codeOf(err) != "REBALANCE_IN_PROGRESS" {
+		t.Fatalf("standalone commit with members: %v", err)
+	}
+	// Failover: another node leads (epoch 2), then this one again (epoch 3).
+	f.c.Sync(testOffsetsParts, nil)
+	if _, err := f.c.Heartbeat(ctx, "g", a.MemberID); codeOf(err) != "NOT_COORDINATOR" {
+		t.Fatalf("heartbeat after resigning: %v", err)
+	}
+	gate := make(chan struct{})
+	f.env.mu.Lock()
+	f.env.loadGate = gate
+	for p := range int32(testOffsetsParts) {
+		f.env.epochs[p] = 3
+	}
+	f.env.mu.Unlock()
+	led := map[int32]int32{}
+	for p := range int32(testOffsetsParts) {
+		led[p] = 3
+	}
+	f.c.Sync(testOffsetsParts, led)
+	if _, err := f.c.Heartbeat(ctx, "g", a.MemberID); codeOf(err) != "COORDINATOR_LOAD_IN_PROGRESS" {
+		t.Fatalf("heartbeat while loading: %v", err)
+	}
+	close(gate)
+	f.waitLoaded("g")
+	offs, err := f.c.Offsets(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(offs.Offsets) != 1 || *offs.Offsets[0].CommittedOffset != 10 || offs.Offsets[0].Metadata != "m" ||
+		*offs.Offsets[0].Lag != 40 || offs.Offsets[0].LogEndOffset != 50 {
+		t.Fatalf("offsets after failover: %+v", offs.Offsets)
+	}
+	// Members are not carried over: they re-join, in a later generation.
+	if _, err := f.c.Heartbeat(ctx, "g", a.MemberID); codeOf(err) != "UNKNOWN_MEMBER_ID" {
+		t.Fatalf("old member after failover: %v", err)
+	}
+	if c := f.join("orders"); c.Generation <= b.Generation {
+		t.Fatalf("generation went back after failover: %d after %d", c.Generation, b.Generation)
+	}
+}
+
+func TestCoordinatorPollAutoCommitSeekAndExpiry(t *testing.T) {
+	f := newCoord(t)
+	f.env.setTopic("orders", 1, 5, 100)
+	ctx := context.Background()
+	m := f.join("orders")
+	p, err := f.c.PollStart(ctx, "g", m.MemberID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Positions) != 1 || p.Positions[0].Offset != 5 {
+		t.Fatalf("earliest position: %+v", p.Positions)
+	}
+	if err := f.c.PollDone(ctx, "g", m.MemberID, p.Generation, []client.GroupPosition{{Topic: "orders", Partition: 0, Offset: 42}}); err != nil {
+		t.Fatal(err)
+	}
+	// The next poll commits what the previous one returned.
+	if p, err = f.c.PollStart(ctx, "g", m.MemberID); err != nil || p.Positions[0].Offset != 42 {
+		t.Fatalf("second poll: %+v %v", p, err)
+	}
+	if offs, _ := f.c.Offsets(ctx, "g"); len(offs.Offsets) != 1 || *offs.Offsets[0].CommittedOffset != 42 {
+		t.Fatalf("auto-commit: %+v", offs.Offsets)
+	}
+	// A stale generation's PollDone moves nothing.
+	if err := f.c.PollDone(ctx, "g", m.MemberID, p.Generation-1, []client.GroupPosition{{Topic: "orders", Offset: 99}}); err != nil {
+		t.Fatal(err)
+	}
+	ts := int64(300)
+	if r, err := f.c.Seek(ctx, "g", m.MemberID, client.SeekRequest{Topic: "orders", Timestamp: &ts}); err != nil || r.Positions[0].Offset != 30 {
+		t.Fatalf("seek to a timestamp: %+v %v", r, err)
+	}
+	if p, _ = f.c.PollStart(ctx, "g", m.MemberID); p.Positions[0].Offset != 30 {
+		t.Fatalf("position after seek: %+v", p.Positions)
+	}
+	if _, err := f.c.Seek(ctx, "g", m.MemberID, client.SeekRequest{To: "latest", Offset: &ts}); codeOf(err) != "INVALID_REQUEST" {
+		t.Fatalf("seek with two targets: %v", err)
+	}
+	// Silence past the session timeout removes the member.
+	f.advance(31 * time.Second)
+	f.c.expire()
+	if _, err := f.c.Heartbeat(ctx, "g", m.MemberID); codeOf(err) != "UNKNOWN_MEMBER_ID" {
+		t.Fatalf("expired member: %v", err)
+	}
+	d, err := f.c.Describe(ctx, "g")
+	if err != nil || d.State != "Empty" || len(d.Members) != 0 {
+		t.Fatalf("after expiry: %+v %v", d, err)
+	}
+}
+
+func TestCoordinatorResetAndDelete(t *testing.T) {
+	f := newCoord(t)
+	f.env.setTopic("orders", 3, 10, 100)
+	ctx := context.Background()
+	m := f.join("orders")
+	reset := func(to string, v *int64, dry bool) (client.ResetOffsetsResponse, error) {
+		return f.c.ResetOffsets(ctx, "g", client.ResetOffsetsRequest{Topic: "orders", To: to, Value: v, DryRun: &dry})
+	}
+	if _, err := reset("earliest", nil, false); codeOf(err) != "NON_EMPTY_GROUP" {
+		t.Fatalf("reset with members: %v", err)
+	}
+	if err := f.c.Leave(ctx, "g", m.MemberID); err != nil {
+		t.Fatal(err)
+	}
+	v := int64(60)
+	r, err := reset("offset", &v, true)
+	if err != nil || !r.DryRun || len(r.Offsets) != 3 || r.Offsets[0].NewOffset != 60 || r.Offsets[0].OldOffset != nil {
+		t.Fatalf("dry run: %+v %v", r, err)
+	}
+	if offs, _ := f.c.Offsets(ctx, "g"); len(offs.Offsets) != 0 {
+		t.Fatalf("a dry run changed offsets: %+v", offs.Offsets)
+	}
+	if _, err := reset("offset", &v, false); err != nil {
+		t.Fatal(err)
+	}
+	shift := int64(-100)
+	r, err = reset("shift", &shift, false)
+	if err != nil || r.Offsets[1].NewOffset != 10 || *r.Offsets[1].OldOffset != 60 {
+		t.Fatalf("shift clamps to the log start: %+v %v", r, err)
+	}
+	// Reset offsets survive a reload.
+	f.c.Sync(testOffsetsParts, nil)
+	f.lead(2)
+	offs, _ := f.c.Offsets(ctx, "g")
+	got := []int64{}
+	for _, o := range offs.Offsets {
+		got = append(got, *o.CommittedOffset)
+	}
+	if !slices.Equal(got, []int64{10, 10, 10}) {
+		t.Fatalf("offsets after reload: %v", got)
+	}
+	if err := f.c.Delete(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.Describe(ctx, "g"); codeOf(err) != "GROUP_ID_NOT_FOUND" {
+		t.Fatalf("describe after delete: %v", err)
+	}
+	f.c.Sync(testOffsetsParts, nil)
+	f.lead(3)
+	if _, err := f.c.Describe(ctx, "g"); codeOf(err) != "GROUP_ID_NOT_FOUND" {
+		t.Fatalf("a deleted group came back after reload: %v", err)
+	}
+}
+
+func TestCoordinatorPicksUpNewPartitions(t *testing.T) {
+	f := newCoord(t)
+	f.env.setTopic("orders", 2, 0, 0)
+	m := f.join("orders", "later")
+	if len(m.Assignments) != 2 {
+		t.Fatalf("assignment: %+v", m.Assignments)
+	}
+	f.env.setTopic("orders", 4, 0, 0)
+	f.env.setTopic("later", 1, 0, 0)
+	f.c.updateTopics()
+	hb, err := f.c.Heartbeat(context.Background(), "g", m.MemberID)
+	if err != nil || len(hb.Assignments) != 5 || hb.Generation <= m.Generation {
+		t.Fatalf("after new partitions: %+v %v", hb, err)
+	}
+}
