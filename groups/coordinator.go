@@ -276,6 +276,27 @@ func (c *Coordinator) Partition(group string) int32 {
 	return OffsetsPartition(group, int(n))
 }
 
+// WaitLoaded waits until the offsets partition of group is loaded here, so
+// the first call after a leadership change need not bounce to the client.
+// It returns early if this node does not lead that partition.
+func (c *Coordinator) WaitLoaded(ctx context.Context, group string) {
+	c.mu.Lock()
+	var ready chan struct{}
+	if c.numParts > 0 {
+		if op, ok := c.parts[OffsetsPartition(group, int(c.numParts))]; ok {
+			ready = op.ready
+		}
+	}
+	c.mu.Unlock()
+	if ready == nil {
+		return
+	}
+	select {
+	case <-ready:
+	case <-ctx.Done():
+	}
+}
+
 // part returns the loaded offsets partition of group.
 func (c *Coordinator) part(group string) (*offsetsPart, error) {
 	c.mu.Lock()

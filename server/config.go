@@ -59,6 +59,7 @@ type Config struct {
 	ReplicaFetchWaitMaxMs     int64 `yaml:"replica_fetch_wait_max_ms"`
 	AutoLeaderRebalanceEnable bool  `yaml:"auto_leader_rebalance_enable"`
 	GroupsOffsetsPartitions   int32 `yaml:"groups_offsets_partitions"`
+	GroupsOffsetsSegmentBytes int64 `yaml:"groups_offsets_segment_bytes"`
 	RequestTimeoutMs          int64 `yaml:"request_timeout_ms"`
 	ShutdownTimeoutMs         int64 `yaml:"shutdown_timeout_ms"`
 }
@@ -126,6 +127,7 @@ func DefaultConfig() Config {
 		ReplicaFetchWaitMaxMs:     500,
 		AutoLeaderRebalanceEnable: true,
 		GroupsOffsetsPartitions:   16,
+		GroupsOffsetsSegmentBytes: 16 << 20,
 		RequestTimeoutMs:          30000,
 		ShutdownTimeoutMs:         30000,
 	}
@@ -283,6 +285,9 @@ func (c Config) Validate() error {
 		},
 		func() error {
 			return between("groups_offsets_partitions", int64(c.GroupsOffsetsPartitions), 1, math.MaxInt32)
+		},
+		func() error {
+			return between("groups_offsets_segment_bytes", c.GroupsOffsetsSegmentBytes, 14, math.MaxInt32)
 		},
 		func() error { return atLeast("request_timeout_ms", c.RequestTimeoutMs, 1) },
 		func() error {

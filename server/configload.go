@@ -80,6 +80,7 @@ func options() []option {
 		intOpt("replica_fetch_wait_max_ms", "how long a follower's fetch waits at the leader for new data", func(c *Config) *int64 { return &c.ReplicaFetchWaitMaxMs }),
 		boolOpt("auto_leader_rebalance_enable", "move leadership back to each partition's preferred replica when it is in sync", func(c *Config) *bool { return &c.AutoLeaderRebalanceEnable }),
 		intOpt("groups_offsets_partitions", "partitions of __consumer_offsets (fixed once the topic exists)", func(c *Config) *int32 { return &c.GroupsOffsetsPartitions }),
+		intOpt("groups_offsets_segment_bytes", "segment size of __consumer_offsets: compaction cleans closed segments, so smaller keeps it smaller (fixed once the topic exists)", func(c *Config) *int64 { return &c.GroupsOffsetsSegmentBytes }),
 		intOpt("request_timeout_ms", "how long a request, forwarded or waiting for acks=all, may take before REQUEST_TIMED_OUT", func(c *Config) *int64 { return &c.RequestTimeoutMs }),
 		intOpt("shutdown_timeout_ms", "how long a clean shutdown may take before the process exits anyway", func(c *Config) *int64 { return &c.ShutdownTimeoutMs }),
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -185,7 +186,7 @@ func (n *Node) CreateOffsetsTopic(ctx context.Context, _ httpapi.OffsetsTopicReq
 	configs := map[string]string{
 		"cleanup.policy":      "compact",
 		"min.insync.replicas": strconv.Itoa(min(2, rf)),
-		"segment.bytes":       strconv.Itoa(16 << 20), // small segments: compaction only cleans closed ones
+		"segment.bytes":       strconv.FormatInt(n.cfg.GroupsOffsetsSegmentBytes, 10), // compaction only cleans closed segments
 	}
 	t, err := n.meta.CreateTopic(ctx, groups.OffsetsTopic, int(n.cfg.GroupsOffsetsPartitions), rf, configs, true)
 	if errors.Is(err, metadata.ErrTopicExists) {
@@ -256,18 +257,25 @@ func groupError(err error) error {
 	}
 	var ge *groups.Error
 	if errors.As(err, &ge) {
-		return httpapi.Errorf(ge.Code, "%s", err.Error())
+		return httpapi.Errorf(ge.Code, "%s", strings.TrimPrefix(err.Error(), ge.Code+": "))
 	}
 	return err
 }
 
 // groupCall routes a call to the group's coordinator and runs it here if
-// this node is that coordinator.
+// this node is that coordinator. A coordinator that has just taken over
+// finishes loading (briefly) before answering rather than bouncing the call.
 func groupCall[T any](ctx context.Context, n *Node, group string, fn func() (T, error)) (T, error) {
 	var zero T
 	if err := n.coordinatorOf(ctx, group); err != nil {
 		return zero, err
 	}
+	if n.coord.Partition(group) < 0 {
+		_ = n.syncNow() // the offsets topic is new: hand it to the coordinator now
+	}
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	n.coord.WaitLoaded(wctx, group)
+	cancel()
 	v, err := fn()
 	return v, groupError(err)
 }
