@@ -275,7 +275,7 @@ func (s *Server) stream(c echo.Context) error {
 			case errors.As(err, &ne):
 				// Led elsewhere: poll the leader's consume endpoint.
 				anyRemote = true
-				recs, next, err := s.remoteRecords(ctx, ne, topic, pi, pos[i])
+				recs, next, err := s.remoteRecords(ctx, ne, topic, pi, pos[i], remoteQuery{limit: 1000})
 				if err != nil {
 					continue // leader moving or down: try again next round
 				}
@@ -346,12 +346,28 @@ func (s *Server) stream(c echo.Context) error {
 // remotePollInterval paces a follow stream's polls of partitions led elsewhere.
 const remotePollInterval = 200 * time.Millisecond
 
-// remoteRecords reads committed records of a partition from its leader.
-func (s *Server) remoteRecords(ctx context.Context, ne *NotHereError, topic string, p int32, offset int64) ([]logstore.Record, int64, error) {
+// remoteQuery bounds a read from a partition's leader; zero fields take the
+// consume endpoint's defaults.
+type remoteQuery struct {
+	limit, maxBytes, waitMS int64
+}
+
+// remoteRecords reads committed records of a partition from its leader. An
+// error reply comes back as an *Error with the leader's code (and, on
+// OFFSET_OUT_OF_RANGE, the log's bounds).
+func (s *Server) remoteRecords(ctx context.Context, ne *NotHereError, topic string, p int32, offset int64, q remoteQuery) ([]logstore.Record, int64, error) {
 	if ne.Addr == "" {
 		return nil, offset, fmt.Errorf("%s has no known address", ne.What)
 	}
-	url := fmt.Sprintf("http://%s/v1/topics/%s/partitions/%d/records?offset=%d&encoding=base64&limit=1000", ne.Addr, topic, p, offset)
+	url := fmt.Sprintf("http://%s/v1/topics/%s/partitions/%d/records?offset=%d&encoding=base64", ne.Addr, topic, p, offset)
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"limit", q.limit}, {"max_bytes", q.maxBytes}, {"wait_ms", q.waitMS}} {
+		if f.v > 0 {
+			url += "&" + f.name + "=" + strconv.FormatInt(f.v, 10)
+		}
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, offset, err
@@ -363,7 +379,13 @@ func (s *Server) remoteRecords(ctx context.Context, ne *NotHereError, topic stri
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, offset, fmt.Errorf("%s answered %d", ne.What, resp.StatusCode)
+		var eb client.ErrorBody
+		if json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&eb) != nil || eb.ErrorCode == "" {
+			return nil, offset, fmt.Errorf("%s answered %d", ne.What, resp.StatusCode)
+		}
+		return nil, offset, &Error{Status: resp.StatusCode, Code: eb.ErrorCode, Retriable: eb.Retriable,
+			Message:        fmt.Sprintf("%s answered: %s", ne.What, eb.Message),
+			LogStartOffset: eb.LogStartOffset, HighWatermark: eb.HighWatermark}
 	}
 	var cr client.ConsumeResponse
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(&cr); err != nil {

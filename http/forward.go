@@ -36,6 +36,23 @@ func (e *NotHereError) Error() string {
 	return fmt.Sprintf("%s is node %d (%s)", e.What, e.NodeID, e.Addr)
 }
 
+// ClientAddrHeader carries, on a forwarded request, the address of the client
+// that sent it to the first node: the owner records who the client is (a
+// group member's host), not which node passed the request on.
+const ClientAddrHeader = "Weir-Client-Addr"
+
+// clientAddr is the address of the request's client: the one the forwarding
+// node saw, on a forwarded request.
+func clientAddr(c echo.Context) string {
+	h := c.Request().Header
+	if h.Get(ForwardedHeader) != "" {
+		if a := h.Get(ClientAddrHeader); a != "" {
+			return a
+		}
+	}
+	return c.RealIP()
+}
+
 const bodyKey = "weir.body"
 
 // forwarder passes requests to their owner over pooled keep-alive connections.
@@ -87,6 +104,7 @@ func (s *Server) forward(c echo.Context, ne *NotHereError) error {
 		}
 	}
 	out.Header.Set(ForwardedHeader, s.servedBy)
+	out.Header.Set(ClientAddrHeader, clientAddr(c))
 	resp, err := s.fwd.client.Do(out)
 	if err != nil {
 		var op *net.OpError

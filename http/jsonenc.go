@@ -96,6 +96,12 @@ func appendRecordJSON(dst []byte, r *logstore.Record, enc encoding, partition in
 		dst = strconv.AppendInt(dst, int64(partition), 10)
 		dst = append(dst, ',')
 	}
+	return appendRecordFields(dst, r, enc)
+}
+
+// appendRecordFields appends a record's offset, timestamp, key, value and
+// headers and the closing brace, after a '{' and any fields the caller put first.
+func appendRecordFields(dst []byte, r *logstore.Record, enc encoding) []byte {
 	dst = append(dst, `"offset":`...)
 	dst = strconv.AppendInt(dst, r.Offset, 10)
 	dst = append(dst, `,"timestamp":`...)

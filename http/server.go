@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -91,6 +92,8 @@ type Server struct {
 	sticky   stickyCounter
 	fwd      *forwarder
 	parsers  fastjson.ParserPool // produce bodies
+	// pollTurn rotates the partition a group poll serves first.
+	pollTurn atomic.Uint64
 }
 
 // New builds the API server.
@@ -142,6 +145,9 @@ func (s *Server) routes() {
 	v1.POST("/topics/:topic/partitions/:partition/records", s.produce)
 	v1.GET("/topics/:topic/partitions/:partition/records", s.consume)
 	v1.GET("/topics/:topic/records", s.stream)
+	if s.opts.Groups != nil {
+		s.groupRoutes(v1)
+	}
 	s.internalRoutes()
 }
 
