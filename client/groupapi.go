@@ -83,8 +83,11 @@ type MemberAssignment struct {
 // member's partitions (each names its topic and partition), read in the
 // generation the reply names.
 type GroupRecords struct {
-	MemberID    string           `json:"member_id"`
-	Generation  int32            `json:"generation"`
+	MemberID   string `json:"member_id"`
+	Generation int32  `json:"generation"`
+	// PollID names this reply; the member's next poll passes it as ack so
+	// that a reply lost on the way is served again instead of skipped.
+	PollID      int64            `json:"poll_id"`
 	Assignments []TopicPartition `json:"assignments"`
 	Records     []ConsumedRecord `json:"records"`
 }

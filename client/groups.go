@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"sync"
 )
 
@@ -26,10 +27,18 @@ type GroupPollOptions struct {
 	MaxBytes int    // max bytes of keys and values
 	WaitMS   int    // long-poll: wait up to this long for a first record
 	Encoding string // EncodingAuto, EncodingText or EncodingBase64
+	// Ack is the PollID of the last reply received (0 before any). With it,
+	// a reply lost on the way is served again rather than skipped; nil
+	// sends none and the server takes the last reply as received.
+	Ack *int64
 }
 
 func (o GroupPollOptions) query() url.Values {
-	return ConsumeOptions{Limit: o.Limit, MaxBytes: o.MaxBytes, WaitMS: o.WaitMS, Encoding: o.Encoding}.query()
+	q := ConsumeOptions{Limit: o.Limit, MaxBytes: o.MaxBytes, WaitMS: o.WaitMS, Encoding: o.Encoding}.query()
+	if o.Ack != nil {
+		q.Set("ack", strconv.FormatInt(*o.Ack, 10))
+	}
+	return q
 }
 
 // notApplied reports whether an error reply shows the coordinator did not
@@ -262,6 +271,8 @@ type GroupConsumer struct {
 	// generation; a new generation starts them afresh (a partition may have
 	// moved away and back in between, so older positions may be stale).
 	positions map[TopicPartition]int64
+	// lastPoll is the poll id of the last reply received (0: none yet).
+	lastPoll int64
 }
 
 // NewGroupConsumer returns a consumer of group ("" is DefaultGroup) that
@@ -339,7 +350,10 @@ func (g *GroupConsumer) pollOnce(ctx context.Context, waitMS int) (recs []Consum
 			return nil, false, err
 		}
 	}
-	opts.WaitMS = waitMS
+	g.mu.Lock()
+	ack := g.lastPoll
+	g.mu.Unlock()
+	opts.WaitMS, opts.Ack = waitMS, &ack
 	out, err := g.c.PollGroup(ctx, g.group, member, opts)
 	if err != nil {
 		if IsCode(err, CodeUnknownMemberID) || IsCode(err, CodeGroupIDNotFound) {
@@ -354,6 +368,7 @@ func (g *GroupConsumer) pollOnce(ctx context.Context, waitMS int) (recs []Consum
 		return out.Records, false, nil
 	}
 	g.setAssignment(out.Generation, out.Assignments)
+	g.lastPoll = out.PollID
 	for _, r := range out.Records {
 		if r.Partition != nil {
 			g.positions[TopicPartition{Topic: r.Topic, Partition: *r.Partition}] = r.Offset + 1
@@ -378,7 +393,7 @@ func (g *GroupConsumer) joinGroup(ctx context.Context) (string, error) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.memberID = out.MemberID
+	g.memberID, g.lastPoll = out.MemberID, 0
 	clear(g.positions)
 	g.setAssignment(out.Generation, out.Assignments)
 	return out.MemberID, nil

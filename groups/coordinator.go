@@ -117,10 +117,26 @@ type groupState struct {
 	// written before any member learns it, so a later coordinator never
 	// hands out the same generation with another assignment.
 	persistedGen int32
-	// positions: member -> partition -> next offset to read.
+	// positions: member -> partition -> next offset to read, as far as
+	// the member acknowledged (or did not say otherwise).
 	positions map[string]map[TopicPartition]int64
+	// polls: member -> its last poll, whose positions wait for the
+	// member to acknowledge the reply (see PollStart).
+	polls map[string]*pendingPoll
 	// logEnd: the last high watermark seen per partition (for lag).
 	logEnd map[TopicPartition]int64
+}
+
+// pendingPoll is a poll whose reply the member may or may not have received.
+type pendingPoll struct {
+	id         int64
+	generation int32
+	next       map[TopicPartition]int64 // nil once settled
+}
+
+func newGroupState(op *offsetsPart, g *Group) *groupState {
+	return &groupState{part: op, g: g, persistedGen: g.Generation(), positions: map[string]map[TopicPartition]int64{},
+		polls: map[string]*pendingPoll{}, logEnd: map[TopicPartition]int64{}}
 }
 
 // NewCoordinator returns a coordinator; Run drives its timers.
@@ -233,9 +249,7 @@ func (c *Coordinator) load(ctx context.Context, op *offsetsPart) {
 			for name, lg := range ld.Groups() {
 				o := lg.Options()
 				o.NewUUID = c.opts.NewUUID
-				g := NewGroup(name, o)
-				groups[name] = &groupState{part: op, g: g, persistedGen: g.Generation(),
-					positions: map[string]map[TopicPartition]int64{}, logEnd: map[TopicPartition]int64{}}
+				groups[name] = newGroupState(op, NewGroup(name, o))
 			}
 			n := len(groups) // groups belongs to the callers once published
 			op.mu.Lock()
@@ -334,8 +348,7 @@ func (c *Coordinator) withGroup(group string, create bool, fn func(gs *groupStat
 			op.mu.Unlock()
 			return fmt.Errorf("%w: group %q does not exist", ErrDeadGroup, group)
 		}
-		gs = &groupState{part: op, g: NewGroup(group, Options{NewUUID: c.opts.NewUUID}),
-			positions: map[string]map[TopicPartition]int64{}, logEnd: map[TopicPartition]int64{}}
+		gs = newGroupState(op, NewGroup(group, Options{NewUUID: c.opts.NewUUID}))
 		op.groups[group] = gs
 	}
 	op.mu.Unlock()
@@ -391,6 +404,11 @@ func (c *Coordinator) reveal(ctx context.Context, gs *groupState) error {
 // prune drops positions of members that left and of partitions a member no
 // longer holds, so a partition that comes back starts at its committed offset.
 func (gs *groupState) prune() {
+	for id := range gs.polls {
+		if !gs.g.HasMember(id) {
+			delete(gs.polls, id)
+		}
+	}
 	for id, pos := range gs.positions {
 		a, err := gs.g.Assignment(id)
 		if err != nil {
@@ -500,6 +518,7 @@ func (c *Coordinator) Leave(ctx context.Context, group, member string) error {
 			return fmt.Errorf("%w: %q in group %q", ErrUnknownMember, member, group)
 		}
 		if c.autoCommits(gs, member) {
+			gs.settle(member, -1, gs.g.memberState(member)) // leaving: it has what it polled
 			if err := c.commitPositions(ctx, gs, member); err != nil {
 				c.log.Warn("auto-commit on leave failed", "group", group, "member", member, "err", err)
 			}
@@ -568,17 +587,23 @@ type Poll struct {
 	AutoOffsetReset string
 }
 
-// PollStart begins a member's poll: a heartbeat, the auto-commit of what
-// the previous poll returned, and the member's positions (committed offset,
-// else auto_offset_reset resolved against the log). Partitions whose leader
-// does not answer have no position this time.
-func (c *Coordinator) PollStart(ctx context.Context, group, member string) (Poll, error) {
+// PollStart begins a member's poll: a heartbeat, settling the previous poll,
+// the auto-commit of what the member has acknowledged, and the member's
+// positions (committed offset, else auto_offset_reset resolved against the
+// log). Partitions whose leader does not answer have no position this time.
+//
+// Settling: ack is the poll_id of the last reply the member received. If it
+// is the last poll's, that poll's positions take effect; if it is an older
+// one, the last reply was lost on the way and its records are served again.
+// Without an ack (-1, e.g. curl), the last reply counts as received.
+func (c *Coordinator) PollStart(ctx context.Context, group, member string, ack int64) (Poll, error) {
 	var out Poll
 	err := c.withGroup(group, false, func(gs *groupState) error {
 		ms, err := gs.g.Heartbeat(member, c.opts.Now())
 		if err != nil {
 			return err
 		}
+		gs.settle(member, ack, ms)
 		if err := c.reveal(ctx, gs); err != nil {
 			return err
 		}
@@ -642,31 +667,58 @@ func (c *Coordinator) resolvePositions(ctx context.Context, gs *groupState, assi
 	return nil
 }
 
-// PollDone moves a member's positions past what its poll returned, for the
-// partitions it still holds in that generation.
-func (c *Coordinator) PollDone(ctx context.Context, group, member string, generation int32, next []client.GroupPosition) error {
+// settle applies or drops the member's last poll (see PollStart).
+func (gs *groupState) settle(member string, ack int64, ms MemberState) {
+	pp := gs.polls[member]
+	if pp == nil || pp.next == nil {
+		return
+	}
+	next := pp.next
+	pp.next = nil
+	if (ack >= 0 && ack != pp.id) || pp.generation != ms.Generation {
+		return // not received, or read in a generation that is over
+	}
+	pos := gs.positions[member]
+	if pos == nil {
+		pos = map[TopicPartition]int64{}
+		gs.positions[member] = pos
+	}
+	for tp, off := range next {
+		if slices.Contains(ms.Assignment, tp) {
+			pos[tp] = off
+		}
+	}
+}
+
+// PollDone records where a member's positions go once it has the poll's
+// reply (for the partitions it still holds in that generation) and returns
+// the reply's poll id.
+func (c *Coordinator) PollDone(ctx context.Context, group, member string, generation int32, next []client.GroupPosition) (int64, error) {
+	var id int64
 	err := c.withGroup(group, false, func(gs *groupState) error {
 		if _, err := gs.g.Heartbeat(member, c.opts.Now()); err != nil {
 			return err
 		}
+		pp := gs.polls[member]
+		if pp == nil {
+			pp = &pendingPoll{}
+			gs.polls[member] = pp
+		}
+		pp.id++
+		id = pp.id
+		pp.generation, pp.next = generation, map[TopicPartition]int64{}
 		if generation != gs.g.Generation() {
 			return nil // a rebalance happened meanwhile: the new owner starts at the committed offset
 		}
 		a, _ := gs.g.Assignment(member)
-		pos := gs.positions[member]
-		if pos == nil {
-			pos = map[TopicPartition]int64{}
-			gs.positions[member] = pos
-		}
 		for _, p := range next {
-			tp := TopicPartition{p.Topic, p.Partition}
-			if slices.Contains(a, tp) && p.Offset >= 0 {
-				pos[tp] = p.Offset
+			if tp := (TopicPartition{p.Topic, p.Partition}); slices.Contains(a, tp) && p.Offset >= 0 {
+				pp.next[tp] = p.Offset
 			}
 		}
 		return nil
 	})
-	return unknownMemberIfNoGroup(err, group, member)
+	return id, unknownMemberIfNoGroup(err, group, member)
 }
 
 // Seek moves a member's positions: to an offset, the first offset at or
@@ -744,6 +796,11 @@ func (c *Coordinator) Seek(ctx context.Context, group, member string, req client
 				resolved[tp] = *po.ForTimestamp
 			default:
 				resolved[tp] = po.HighWatermark // nothing that late yet: the end
+			}
+		}
+		if pp := gs.polls[member]; pp != nil {
+			for _, tp := range targets { // the seek wins over what the last poll read
+				delete(pp.next, tp)
 			}
 		}
 		for _, tp := range targets { // all resolved: apply together

@@ -293,32 +293,47 @@ func TestCoordinatorPollAutoCommitSeekAndExpiry(t *testing.T) {
 	f.env.setTopic("orders", 1, 5, 100)
 	ctx := context.Background()
 	m := f.join("orders")
-	p, err := f.c.PollStart(ctx, "g", m.MemberID)
+	p, err := f.c.PollStart(ctx, "g", m.MemberID, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(p.Positions) != 1 || p.Positions[0].Offset != 5 {
 		t.Fatalf("earliest position: %+v", p.Positions)
 	}
-	if err := f.c.PollDone(ctx, "g", m.MemberID, p.Generation, []client.GroupPosition{{Topic: "orders", Partition: 0, Offset: 42}}); err != nil {
+	// A reply the member says it did not get (its ack names an older poll)
+	// is served again; one it acknowledges (or does not mention) counts.
+	id, err := f.c.PollDone(ctx, "g", m.MemberID, p.Generation, []client.GroupPosition{{Topic: "orders", Partition: 0, Offset: 42}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err = f.c.PollStart(ctx, "g", m.MemberID, id-1); err != nil || p.Positions[0].Offset != 5 {
+		t.Fatalf("poll after a lost reply: %+v %v, want the same records again from 5", p, err)
+	}
+	if id, err = f.c.PollDone(ctx, "g", m.MemberID, p.Generation, []client.GroupPosition{{Topic: "orders", Partition: 0, Offset: 42}}); err != nil {
+		t.Fatal(err)
+	}
+	if p, err = f.c.PollStart(ctx, "g", m.MemberID, id); err != nil || p.Positions[0].Offset != 42 {
+		t.Fatalf("poll after an acknowledged reply: %+v %v", p, err)
+	}
+	if _, err := f.c.PollDone(ctx, "g", m.MemberID, p.Generation, []client.GroupPosition{{Topic: "orders", Partition: 0, Offset: 42}}); err != nil {
 		t.Fatal(err)
 	}
 	// The next poll commits what the previous one returned.
-	if p, err = f.c.PollStart(ctx, "g", m.MemberID); err != nil || p.Positions[0].Offset != 42 {
+	if p, err = f.c.PollStart(ctx, "g", m.MemberID, -1); err != nil || p.Positions[0].Offset != 42 {
 		t.Fatalf("second poll: %+v %v", p, err)
 	}
 	if offs, _ := f.c.Offsets(ctx, "g"); len(offs.Offsets) != 1 || *offs.Offsets[0].CommittedOffset != 42 {
 		t.Fatalf("auto-commit: %+v", offs.Offsets)
 	}
 	// A stale generation's PollDone moves nothing.
-	if err := f.c.PollDone(ctx, "g", m.MemberID, p.Generation-1, []client.GroupPosition{{Topic: "orders", Offset: 99}}); err != nil {
+	if _, err := f.c.PollDone(ctx, "g", m.MemberID, p.Generation-1, []client.GroupPosition{{Topic: "orders", Offset: 99}}); err != nil {
 		t.Fatal(err)
 	}
 	ts := int64(300)
 	if r, err := f.c.Seek(ctx, "g", m.MemberID, client.SeekRequest{Topic: "orders", Timestamp: &ts}); err != nil || r.Positions[0].Offset != 30 {
 		t.Fatalf("seek to a timestamp: %+v %v", r, err)
 	}
-	if p, _ = f.c.PollStart(ctx, "g", m.MemberID); p.Positions[0].Offset != 30 {
+	if p, _ = f.c.PollStart(ctx, "g", m.MemberID, -1); p.Positions[0].Offset != 30 {
 		t.Fatalf("position after seek: %+v", p.Positions)
 	}
 	if _, err := f.c.Seek(ctx, "g", m.MemberID, client.SeekRequest{To: "latest", Offset: &ts}); codeOf(err) != "INVALID_REQUEST" {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"math"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -509,8 +510,12 @@ func (s *Server) pollGroup(c echo.Context) error {
 		// margin): answer before, with what there is.
 		wait = min(wait, s.opts.RequestTimeout)
 	}
+	ack, err := intQuery(c, "ack", -1, 0, math.MaxInt64)
+	if err != nil {
+		return err
+	}
 	ctx := c.Request().Context()
-	p, err := s.opts.Groups.PollStart(ctx, g, m)
+	p, err := s.opts.Groups.PollStart(ctx, g, m, ack)
 	if err != nil {
 		return err
 	}
@@ -527,10 +532,11 @@ func (s *Server) pollGroup(c echo.Context) error {
 			next = append(next, pos)
 		}
 	}
-	if err := s.opts.Groups.PollDone(ctx, g, m, p.Generation, next); err != nil {
+	pollID, err := s.opts.Groups.PollDone(ctx, g, m, p.Generation, next)
+	if err != nil {
 		return err
 	}
-	buf, counts := renderGroupRecords(p, m, parts, picks, enc)
+	buf, counts := renderGroupRecords(p, m, pollID, parts, picks, enc)
 	if s.metrics != nil {
 		for topic, n := range counts {
 			s.metrics.recordsOut(topic, n[0], n[1])
@@ -830,7 +836,7 @@ func mergeFair(parts []partFetch, limit, maxBytes int, turn uint64) (picks, take
 
 // renderGroupRecords writes the reply by hand (see jsonenc.go), the records
 // in the order picked, and counts records and bytes per topic.
-func renderGroupRecords(p GroupPoll, member string, parts []partFetch, picks []int, enc encoding) ([]byte, map[string][2]int) {
+func renderGroupRecords(p GroupPoll, member string, pollID int64, parts []partFetch, picks []int, enc encoding) ([]byte, map[string][2]int) {
 	if p.MemberID == "" {
 		p.MemberID = member
 	}
@@ -850,6 +856,8 @@ func renderGroupRecords(p GroupPoll, member string, parts []partFetch, picks []i
 	buf = appendJSONString(buf, []byte(p.MemberID))
 	buf = append(buf, `,"generation":`...)
 	buf = strconv.AppendInt(buf, int64(p.Generation), 10)
+	buf = append(buf, `,"poll_id":`...)
+	buf = strconv.AppendInt(buf, pollID, 10)
 	buf = append(buf, `,"assignments":`...)
 	buf = append(buf, assignments...)
 	buf = append(buf, `,"records":[`...)

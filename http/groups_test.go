@@ -231,7 +231,7 @@ func (g *fakeGroups) LeaveGroup(_ context.Context, group, member string) error {
 	return g.call("leave " + group + " " + member)
 }
 
-func (g *fakeGroups) PollStart(_ context.Context, group, member string) (GroupPoll, error) {
+func (g *fakeGroups) PollStart(_ context.Context, group, member string, _ int64) (GroupPoll, error) {
 	if err := g.call("pollstart " + group + " " + member); err != nil {
 		return GroupPoll{}, err
 	}
@@ -241,9 +241,9 @@ func (g *fakeGroups) PollStart(_ context.Context, group, member string) (GroupPo
 		Positions: slices.Clone(g.positions), AutoOffsetReset: g.policy}, nil
 }
 
-func (g *fakeGroups) PollDone(_ context.Context, group, member string, generation int32, next []client.GroupPosition) error {
+func (g *fakeGroups) PollDone(_ context.Context, group, member string, generation int32, next []client.GroupPosition) (int64, error) {
 	if err := g.call("polldone " + group + " " + member); err != nil {
-		return err
+		return 0, err
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -256,7 +256,7 @@ func (g *fakeGroups) PollDone(_ context.Context, group, member string, generatio
 			}
 		}
 	}
-	return nil
+	return int64(len(g.done)), nil
 }
 
 func (g *fakeGroups) lastDone() (int32, []client.GroupPosition) {
@@ -635,6 +635,7 @@ type polledRecord struct {
 type pollReply struct {
 	MemberID    string                  `json:"member_id"`
 	Generation  int32                   `json:"generation"`
+	PollID      int64                   `json:"poll_id"`
 	Assignments []client.TopicPartition `json:"assignments"`
 	Records     []polledRecord          `json:"records"`
 }
@@ -1042,8 +1043,8 @@ func TestGroupPollDoneErrorWithholdsRecords(t *testing.T) {
 
 type pollDoneFails struct{ *fakeGroups }
 
-func (pollDoneFails) PollDone(context.Context, string, string, int32, []client.GroupPosition) error {
-	return Errorf(client.CodeIllegalGeneration, "the group rebalanced")
+func (pollDoneFails) PollDone(context.Context, string, string, int32, []client.GroupPosition) (int64, error) {
+	return 0, Errorf(client.CodeIllegalGeneration, "the group rebalanced")
 }
 
 func TestMergeFair(t *testing.T) {

@@ -17,15 +17,18 @@ type Groups interface {
 	JoinGroup(ctx context.Context, group string, req client.JoinGroupRequest, host string) (client.MemberAssignment, error)
 	Heartbeat(ctx context.Context, group, member string) (client.MemberAssignment, error)
 	LeaveGroup(ctx context.Context, group, member string) error
-	// PollStart begins a member's poll: it counts as a heartbeat, commits
-	// the previous poll's positions when the member auto-commits, and
-	// returns the member's positions (committed offset, else its
-	// auto_offset_reset resolved against the log) in its current generation.
-	PollStart(ctx context.Context, group, member string) (GroupPoll, error)
-	// PollDone moves the member's positions past what the poll returned.
-	// Positions of partitions the member no longer holds in that
-	// generation are ignored.
-	PollDone(ctx context.Context, group, member string, generation int32, next []client.GroupPosition) error
+	// PollStart begins a member's poll: it counts as a heartbeat, settles
+	// the previous poll (ack is the poll_id of the last reply the member
+	// received, or -1 when it does not say: then the previous reply counts
+	// as received), commits the acknowledged positions when the member
+	// auto-commits, and returns the member's positions (committed offset,
+	// else its auto_offset_reset resolved against the log) in its current
+	// generation.
+	PollStart(ctx context.Context, group, member string, ack int64) (GroupPoll, error)
+	// PollDone records where the member's positions go once it has the
+	// reply, and returns the reply's poll_id. Positions of partitions the
+	// member no longer holds in that generation are ignored.
+	PollDone(ctx context.Context, group, member string, generation int32, next []client.GroupPosition) (int64, error)
 	Seek(ctx context.Context, group, member string, req client.SeekRequest) (client.SeekResponse, error)
 	CommitOffsets(ctx context.Context, group string, req client.CommitRequest) (client.CommitResponse, error)
 	GroupOffsets(ctx context.Context, group string) (client.GroupOffsets, error)

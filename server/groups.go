@@ -360,22 +360,21 @@ func (g groupsAPI) LeaveGroup(ctx context.Context, group, member string) error {
 }
 
 // PollStart begins a member's poll.
-func (g groupsAPI) PollStart(ctx context.Context, group, member string) (httpapi.GroupPoll, error) {
+func (g groupsAPI) PollStart(ctx context.Context, group, member string, ack int64) (httpapi.GroupPoll, error) {
 	n := g.n
 	return groupCall(ctx, n, group, func() (httpapi.GroupPoll, error) {
-		p, err := n.coord.PollStart(ctx, group, member)
+		p, err := n.coord.PollStart(ctx, group, member, ack)
 		return httpapi.GroupPoll{MemberID: p.MemberID, Generation: p.Generation, Assignments: p.Assignments,
 			Positions: p.Positions, AutoOffsetReset: p.AutoOffsetReset}, err
 	})
 }
 
 // PollDone moves a member's positions past what its poll returned.
-func (g groupsAPI) PollDone(ctx context.Context, group, member string, generation int32, next []client.GroupPosition) error {
+func (g groupsAPI) PollDone(ctx context.Context, group, member string, generation int32, next []client.GroupPosition) (int64, error) {
 	n := g.n
-	_, err := groupCall(ctx, n, group, func() (struct{}, error) {
-		return struct{}{}, n.coord.PollDone(ctx, group, member, generation, next)
+	return groupCall(ctx, n, group, func() (int64, error) {
+		return n.coord.PollDone(ctx, group, member, generation, next)
 	})
-	return err
 }
 
 // Seek moves a member's positions.

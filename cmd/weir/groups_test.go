@@ -91,6 +91,7 @@ type member struct {
 	assign []client.TopicPartition
 	owners *ownership
 	seen   map[string]int // value -> times consumed
+	ack    int64          // poll_id of the last reply received
 }
 
 // ownership records which member each reply said held a partition in each
@@ -136,7 +137,7 @@ func (m *member) doJoin() {
 			}
 			m.t.Fatalf("join: %v", err)
 		}
-		m.id, m.gen, m.assign = ma.MemberID, ma.Generation, ma.Assignments
+		m.id, m.gen, m.assign, m.ack = ma.MemberID, ma.Generation, ma.Assignments, 0
 		m.owners.note(m.id, m.gen, m.assign)
 		return nil
 	})
@@ -156,7 +157,7 @@ func (m *member) heartbeat() error {
 // poll reads once; it re-joins when the coordinator no longer knows it.
 func (m *member) poll(waitMS int) ([]client.ConsumedRecord, error) {
 	var gr client.GroupRecords
-	q := fmt.Sprintf("/%s/records?limit=100&wait_ms=%d", url.PathEscape(m.id), waitMS)
+	q := fmt.Sprintf("/%s/records?limit=100&wait_ms=%d&ack=%d", url.PathEscape(m.id), waitMS, m.ack)
 	err := groupCall(m.hc, http.MethodGet, m.base, m.path(q), nil, &gr)
 	if errCode(err) == client.CodeUnknownMemberID {
 		m.doJoin()
@@ -165,7 +166,7 @@ func (m *member) poll(waitMS int) ([]client.ConsumedRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.gen, m.assign = gr.Generation, gr.Assignments
+	m.gen, m.assign, m.ack = gr.Generation, gr.Assignments, gr.PollID
 	m.owners.note(m.id, m.gen, m.assign)
 	for _, r := range gr.Records {
 		var v string
