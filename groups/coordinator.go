@@ -174,10 +174,27 @@ func (c *Coordinator) Close() {
 // Run expires silent members, rebalances on topic changes and refreshes lag
 // until ctx or Close ends it.
 func (c *Coordinator) Run(ctx context.Context) {
+	// Lag refreshes ask other nodes and may take seconds: they run apart
+	// so that session expiry stays on time.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		lag := time.NewTicker(c.opts.LagInterval)
+		defer lag.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-c.ctx.Done():
+				return
+			case <-lag.C:
+				c.refreshLag(ctx)
+			}
+		}
+	}()
+	defer func() { <-done }()
 	expiry := time.NewTicker(c.opts.ExpiryInterval)
 	defer expiry.Stop()
-	lag := time.NewTicker(c.opts.LagInterval)
-	defer lag.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -188,8 +205,6 @@ func (c *Coordinator) Run(ctx context.Context) {
 			c.expire()
 		case <-c.topicsKick:
 			c.updateTopics()
-		case <-lag.C:
-			c.refreshLag(ctx)
 		}
 	}
 }
@@ -1179,7 +1194,9 @@ func (c *Coordinator) allGroups() []*groupState {
 func (c *Coordinator) expire() {
 	now := c.opts.Now()
 	for _, gs := range c.allGroups() {
-		gs.mu.Lock()
+		if !gs.mu.TryLock() {
+			continue // busy (a durable write under way): the next tick sees it
+		}
 		if t, ok := gs.g.NextExpiry(); ok && now.After(t) && !gs.part.gone.Load() {
 			if gone := gs.g.Expire(now); len(gone) > 0 {
 				gs.prune()
