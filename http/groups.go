@@ -1,12 +1,12 @@
 package httpapi
 
 import (
-	"math"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
