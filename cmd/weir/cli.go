@@ -220,25 +220,61 @@ func exactArgs(names ...string) cobra.PositionalArgs {
 	}
 }
 
-// topicCompletion completes topic names from the server.
+// topicCompletion completes a command's TOPIC argument from the server.
 func topicCompletion(a *app) cobra.CompletionFunc {
-	return func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	return firstArg(topicNameCompletion(a))
+}
+
+// groupCompletion completes a command's GROUP argument from the server.
+func groupCompletion(a *app) cobra.CompletionFunc {
+	return firstArg(serverCompletion(a, listGroupNames))
+}
+
+// listGroupNames lists the names of the cluster's groups.
+func listGroupNames(ctx context.Context, c *client.Client) ([]string, error) {
+	groups, err := c.ListGroups(ctx)
+	names := make([]string, len(groups))
+	for i, g := range groups {
+		names[i] = g.Group
+	}
+	return names, err
+}
+
+// topicNameCompletion completes topic names (e.g. of a --topic flag).
+func topicNameCompletion(a *app) cobra.CompletionFunc {
+	return serverCompletion(a, func(ctx context.Context, c *client.Client) ([]string, error) {
+		topics, err := c.ListTopics(ctx, false)
+		names := make([]string, len(topics))
+		for i, t := range topics {
+			names[i] = t.Name
+		}
+		return names, err
+	})
+}
+
+// firstArg completes only a command's first argument.
+func firstArg(f cobra.CompletionFunc) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 		if len(args) > 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
+		return f(cmd, args, toComplete)
+	}
+}
+
+// serverCompletion completes names that list asks the server for; no
+// answer within 2 s (or a failure) completes nothing.
+func serverCompletion(a *app, list func(context.Context, *client.Client) ([]string, error)) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
 		c, err := a.newClient()
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
 		defer cancel()
-		topics, err := c.ListTopics(ctx, false)
+		names, err := list(ctx, c)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		names := make([]string, len(topics))
-		for i, t := range topics {
-			names[i] = t.Name
 		}
 		return names, cobra.ShellCompDirectiveNoFileComp
 	}

@@ -69,6 +69,7 @@ var volatile = []struct {
 	with string
 }{
 	{regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`), "UUID"},
+	{regexp.MustCompile(`-\d{13}-UUID`), "-MS-UUID"}, // the time in a group member id
 	{regexp.MustCompile(`127\.0\.0\.1:\d+`), "ADDR"},
 	{regexp.MustCompile(`("timestamp": ?|timestamp: )\d+`), "${1}TS"},
 	{regexp.MustCompile(`("broker_epoch": |broker_epoch: )\d+`), "${1}EPOCH"},
@@ -107,7 +108,8 @@ func TestCLI(t *testing.T) {
 	t.Run("help", func(t *testing.T) {
 		for _, c := range [][]string{{}, {"topic"}, {"topic", "create"}, {"topic", "list"}, {"topic", "describe"},
 			{"topic", "alter"}, {"topic", "delete"}, {"produce"}, {"consume"}, {"cluster"}, {"cluster", "status"},
-			{"cluster", "brokers"}, {"completion"}} {
+			{"cluster", "brokers"}, {"completion"}, {"group"}, {"group", "list"}, {"group", "describe"},
+			{"group", "reset-offsets"}, {"group", "delete"}} {
 			out := e.ok("", append(c, "--help")...)
 			for _, w := range []string{"Examples:", "--server", "--output", "--timeout"} {
 				if !strings.Contains(out, w) {
@@ -143,7 +145,7 @@ func TestCLI(t *testing.T) {
 			{"produce", "x", "--acks", "2"},
 			{"produce", "x", "--batch", "0"},
 			{"produce", "x", "--header", "novalue"},
-			{"consume", "x"},
+			{"consume", "x", "--partition", "-1"},
 			{"consume", "x", "--partition", "0", "--format", "%x"},
 			{"consume", "x", "--partition", "0", "--offset", "1", "--from-beginning"},
 			{"consume", "x", "--partition", "0", "--from-time", "yesterday"},

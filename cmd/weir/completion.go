@@ -10,8 +10,8 @@ func newCompletionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "completion bash|zsh|fish",
 		Short: "Print a shell completion script",
-		Long: `Print the completion script of weir for bash, zsh or fish. Topic names
-complete from the server (--server / WEIR_SERVER).`,
+		Long: `Print the completion script of weir for bash, zsh or fish. Topic and
+group names complete from the server (--server / WEIR_SERVER).`,
 		Example: `  # bash, this shell only (needs the bash-completion package)
   source <(weir completion bash)
 

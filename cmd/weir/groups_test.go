@@ -653,7 +653,8 @@ func TestOffsetsTopicCompactedAndReloaded(t *testing.T) {
 	if _, ok := metricValue(t, u, `weir_group_members{group="ledger"}`); !ok {
 		t.Fatal("no weir_group_members for the group")
 	}
-	n.restart()
+	n.stop()
+	n.start()
 	var offs client.GroupOffsets
 	pollUntil(t, 30*time.Second, "the offsets after a restart", func() error {
 		return groupCall(hc, http.MethodGet, u, "/v1/groups/ledger/offsets", nil, &offs)

@@ -213,8 +213,12 @@ func (n *node) kill() {
 	n.cmd, n.paused = nil, false
 }
 
+// restart starts a node that was stopped or killed.
 func (n *node) restart() {
 	n.t.Helper()
+	if n.running() {
+		n.t.Fatalf("restart of node %d, which is still running (stop or kill it first)", n.id)
+	}
 	n.start()
 }
 

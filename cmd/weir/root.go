@@ -29,6 +29,8 @@ everything.
   weir topic create orders -p 3 --if-not-exists
   seq 10 | weir produce orders --partition 0
   weir consume orders --partition 0 --from-beginning -n 10
+  weir consume orders --group billing --from-beginning
+  weir group describe billing
 
   # Every flag of serve, and its environment variable and YAML key
   weir serve --help`,
@@ -57,6 +59,7 @@ everything.
 		newTopicCmd(a),
 		newProduceCmd(a),
 		newConsumeCmd(a),
+		newGroupCmd(a),
 		newClusterCmd(a),
 		newCompletionCmd(),
 		newBenchCmd(a),
