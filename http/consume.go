@@ -92,7 +92,7 @@ func (s *Server) consume(c echo.Context) error {
 	}
 	offset, err := resolveOffset(c.QueryParam("offset"), p)
 	if err != nil {
-		return err
+		return s.staleOutOfRange(err)
 	}
 	if waitMS > 0 && offset >= p.HighWatermark() {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), time.Duration(waitMS)*time.Millisecond)
@@ -106,7 +106,7 @@ func (s *Server) consume(c echo.Context) error {
 	if err != nil {
 		var oor *logstore.OutOfRangeError
 		if errors.As(err, &oor) {
-			return outOfRange(offset, oor.LogStartOffset, hw)
+			return s.staleOutOfRange(outOfRange(offset, oor.LogStartOffset, hw))
 		}
 		return err
 	}
@@ -171,6 +171,20 @@ func (s *Server) consume(c echo.Context) error {
 }
 
 var errStop = errors.New("stop")
+
+// staleOutOfRange turns a 416 for an offset past the log end into a
+// retriable 503 while this node's metadata is not known current: it may be a
+// leader that was replaced (its log shorter than the real leader's), and a
+// consumer told "out of range" would reset its position. Below the log
+// start (retention passed it) any replica may say so.
+func (s *Server) staleOutOfRange(err error) error {
+	var ae *Error
+	if !errors.As(err, &ae) || ae.Code != client.CodeOffsetOutOfRange || ae.LogStartOffset == nil ||
+		ae.offset < *ae.LogStartOffset || s.b.MetadataCurrent() {
+		return err
+	}
+	return Errorf(client.CodeNotLeaderOrFollower, "%s; this node has not heard from the controller lately and may no longer lead the partition: retry", ae.Message)
+}
 
 // resolveOffset reads offset=N|earliest|latest (default earliest) against the
 // partition. An offset up to the log end is in range (above the HW it waits or

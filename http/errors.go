@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"syscall"
 
 	"weir/client"
 	"weir/logstore"
@@ -20,12 +21,14 @@ type Error struct {
 	Retriable bool
 	// The bounds of the log, on OFFSET_OUT_OF_RANGE.
 	LogStartOffset, HighWatermark *int64
+	// offset is the offset asked for, on OFFSET_OUT_OF_RANGE.
+	offset int64
 }
 
 // outOfRange is the 416 with both bounds, in the message and as fields.
 func outOfRange(offset, logStart, hw int64) *Error {
 	e := Errorf(client.CodeOffsetOutOfRange, "offset %d is out of range: log start offset %d, high watermark %d", offset, logStart, hw)
-	e.LogStartOffset, e.HighWatermark = &logStart, &hw
+	e.LogStartOffset, e.HighWatermark, e.offset = &logStart, &hw, offset
 	return e
 }
 
@@ -106,6 +109,10 @@ func asAPIError(err error) *Error {
 		return Errorf(client.CodeInvalidRecord, "%v", err)
 	case errors.Is(err, logstore.ErrClosed):
 		return Errorf(client.CodeLeaderNotAvailable, "the partition is closing; retry")
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EIO), errors.Is(err, syscall.EROFS), errors.Is(err, syscall.EDQUOT):
+		// The disk failed the write (full, broken, read-only): nothing was
+		// acknowledged; another replica may take over or space come back.
+		return Errorf(client.CodeKafkaStorageError, "the log's disk refused the write: %v", err)
 	}
 	return Errorf(client.CodeUnknownServerError, "%v", err)
 }

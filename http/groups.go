@@ -722,6 +722,10 @@ func (s *Server) fetchPartition(ctx context.Context, w *pollWindow, f *partFetch
 	recs, next, err := readLocal(p, f.next, w.limit, w.bytes)
 	var oor *logstore.OutOfRangeError
 	switch {
+	case errors.As(err, &oor) && f.next >= oor.LogStartOffset && !s.b.MetadataCurrent():
+		// Past this replica's end while its metadata may be stale: the real
+		// leader may have more. Skip it this poll rather than move the position.
+		f.err = fmt.Errorf("%s-%d: offset %d is past this node's log end and its metadata may be stale", topic, pn, f.next)
 	case errors.As(err, &oor):
 		hw := p.HighWatermark()
 		if w.policy != client.ResetToEarliest && p.LeaderEpochStartOffset() > hw {

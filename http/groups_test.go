@@ -114,6 +114,7 @@ type fakeBackend struct {
 	Backend
 	local  map[client.TopicPartition]*fakePartition
 	remote map[client.TopicPartition]string // partition led by the node at this address
+	stale  bool                             // MetadataCurrent reports false
 }
 
 func newFakeBackend() *fakeBackend {
@@ -121,6 +122,8 @@ func newFakeBackend() *fakeBackend {
 }
 
 func (b *fakeBackend) NodeID() int32 { return 1 }
+
+func (b *fakeBackend) MetadataCurrent() bool { return !b.stale }
 
 func (b *fakeBackend) TopicInfo(name string) (TopicInfo, error) {
 	n := 0
@@ -1087,4 +1090,49 @@ func closedAddr(t *testing.T) string {
 	addr := strings.TrimPrefix(hs.URL, "http://")
 	hs.Close()
 	return addr
+}
+
+// A node whose metadata may be stale (a replaced leader, cut off or just
+// healed) must not tell a consumer that an offset is past its log end: the
+// real leader's log may be longer. The partition consume answers a
+// retriable 503 and a group poll leaves the position where it is; below the
+// log start (retention), and once the metadata is current, 416 and resets
+// stand.
+func TestStaleLeaderDoesNotAnswerPastItsEnd(t *testing.T) {
+	n := newGroupTestNode(t)
+	p := n.addLocal(t, "a", 0)
+	p.add(t, "0", "1", "2", "3")
+	if err := p.log.DeleteRecordsBefore(2); err != nil {
+		t.Fatal(err)
+	}
+	consume := func(offset int) (int, client.ErrorBody) {
+		resp, err := http.Get(fmt.Sprintf("%s/v1/topics/a/partitions/0/records?offset=%d", n.url, offset))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var eb client.ErrorBody
+		_ = json.NewDecoder(resp.Body).Decode(&eb)
+		return resp.StatusCode, eb
+	}
+	n.b.stale = true
+	if st, eb := consume(9); st != http.StatusServiceUnavailable || eb.ErrorCode != client.CodeNotLeaderOrFollower || !eb.Retriable {
+		t.Fatalf("past the end on a stale node: %d %+v, want 503 NOT_LEADER_OR_FOLLOWER", st, eb)
+	}
+	if st, eb := consume(0); st != http.StatusRequestedRangeNotSatisfiable {
+		t.Fatalf("below the log start on a stale node: %d %+v, want 416", st, eb)
+	}
+	n.g.positions = []client.GroupPosition{{Topic: "a", Partition: 0, Offset: 9}}
+	poll(t, n, "")
+	if _, next := n.g.lastDone(); len(next) != 0 {
+		t.Fatalf("a stale node moved the position: PollDone %+v", next)
+	}
+	n.b.stale = false
+	if st, eb := consume(9); st != http.StatusRequestedRangeNotSatisfiable || eb.HighWatermark == nil {
+		t.Fatalf("past the end on a current node: %d %+v, want 416 with bounds", st, eb)
+	}
+	poll(t, n, "")
+	if _, next := n.g.lastDone(); len(next) != 1 || next[0].Offset != 2 {
+		t.Fatalf("PollDone %+v, want a-0 reset to the log start 2", next)
+	}
 }

@@ -20,6 +20,8 @@ type RegisterRequest struct {
 	HTTPAddr string `json:"http_addr"`
 	RaftAddr string `json:"raft_addr"`
 	Rack     string `json:"rack,omitempty"`
+	// Incarnation is new with every start of the process.
+	Incarnation string `json:"incarnation,omitempty"`
 }
 
 // RegisterResponse is the broker as the controller registered it.

@@ -45,6 +45,11 @@ type Backend interface {
 	NodeID() int32
 	// Ready: joined, metadata caught up and a controller known.
 	Ready() bool
+	// MetadataCurrent: the controller answered this node lately and the node
+	// applied the metadata it reported. A leader that is not current may be a
+	// stale one (cut off, or just healed): it must not tell a consumer that an
+	// offset is past its log end, since the real leader's log may be longer.
+	MetadataCurrent() bool
 	Cluster(ctx context.Context) (client.Cluster, error)
 	Health(ctx context.Context) (client.Health, error)
 	DeleteBroker(ctx context.Context, id int32) error

@@ -162,7 +162,7 @@ func (tx *txn) registerBroker(c RegisterBrokerCmd, index uint64) error {
 		return fmt.Errorf("%w: broker %d has no raft_addr", ErrInvalidRequest, c.ID)
 	}
 	old := tx.next.Brokers[c.ID]
-	if old != nil && old.HTTPAddr == c.HTTPAddr && old.RaftAddr == c.RaftAddr && old.Rack == c.Rack {
+	if old != nil && old.HTTPAddr == c.HTTPAddr && old.RaftAddr == c.RaftAddr && old.Rack == c.Rack && old.Incarnation == c.Incarnation {
 		return nil // same incarnation: keep the epoch and the state
 	}
 	// Two live brokers at one address is a misconfiguration (e.g. a copied
@@ -183,10 +183,11 @@ func (tx *txn) registerBroker(c RegisterBrokerCmd, index uint64) error {
 		ID:       c.ID,
 		HTTPAddr: c.HTTPAddr,
 		RaftAddr: c.RaftAddr,
-		Rack:     c.Rack,
-		State:    BrokerFenced,
-		Epoch:    int64(index),
-		Voter:    isVoter(tx.next.Members, c.ID),
+		Rack:        c.Rack,
+		State:       BrokerFenced,
+		Epoch:       int64(index),
+		Incarnation: c.Incarnation,
+		Voter:       isVoter(tx.next.Members, c.ID),
 	})
 	if old != nil {
 		// The previous incarnation is gone: it must not stay leader or in

@@ -31,15 +31,18 @@ type InitClusterCmd struct {
 	ClusterID string `json:"cluster_id"`
 }
 
-// RegisterBrokerCmd registers a broker. Registering again with the same
-// addresses and rack changes nothing (the epoch is kept); different ones give
-// the broker a new epoch (this entry's index) and fence it, since the old
-// incarnation is gone. A new broker starts fenced.
+// RegisterBrokerCmd registers a broker. Registering again from the same
+// incarnation with the same addresses and rack changes nothing (the epoch is
+// kept); a new incarnation (the process restarted) or different addresses
+// give the broker a new epoch (this entry's index) and fence it, taking it
+// out of leaderships and ISRs: the old incarnation is gone, and the new one
+// may have lost an unflushed or torn log tail. A new broker starts fenced.
 type RegisterBrokerCmd struct {
-	ID       int32  `json:"id"`
-	HTTPAddr string `json:"http_addr"`
-	RaftAddr string `json:"raft_addr"`
-	Rack     string `json:"rack,omitempty"`
+	ID          int32  `json:"id"`
+	HTTPAddr    string `json:"http_addr"`
+	RaftAddr    string `json:"raft_addr"`
+	Rack        string `json:"rack,omitempty"`
+	Incarnation string `json:"incarnation,omitempty"`
 }
 
 // FenceBrokerCmd fences a broker: it leaves every ISR it is not the last

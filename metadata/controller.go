@@ -148,7 +148,7 @@ func (s *Store) CreatePartitions(ctx context.Context, name string, newTotal int)
 // committed; its Epoch is the registration's Raft index. A new broker starts
 // fenced: unfence it (UnfenceBroker) once its image has caught up with Epoch.
 func (s *Store) RegisterBroker(ctx context.Context, b Broker) (*Broker, error) {
-	res, err := s.Propose(ctx, RegisterBrokerCmd{ID: b.ID, HTTPAddr: b.HTTPAddr, RaftAddr: b.RaftAddr, Rack: b.Rack})
+	res, err := s.Propose(ctx, RegisterBrokerCmd{ID: b.ID, HTTPAddr: b.HTTPAddr, RaftAddr: b.RaftAddr, Rack: b.Rack, Incarnation: b.Incarnation})
 	if err != nil {
 		return nil, err
 	}

@@ -136,6 +136,31 @@ func TestRegisterNewIncarnationLeavesPartitions(t *testing.T) {
 	}
 }
 
+// A restarted process (same addresses, new incarnation) may have lost a torn
+// or unflushed log tail: it must not stay leader or in an ISR, where its
+// shorter log would make followers truncate acknowledged records. The same
+// incarnation registering again changes nothing.
+func TestRegisterRestartedIncarnationLeavesPartitions(t *testing.T) {
+	tf := newTestFSM(t)
+	tf.aliveBrokers(3)
+	tf.createTopic("t", []int32{2, 1, 3})
+	b := tf.f.Image().Broker(2)
+	same := RegisterBrokerCmd{ID: 2, HTTPAddr: b.HTTPAddr, RaftAddr: b.RaftAddr, Rack: b.Rack, Incarnation: b.Incarnation}
+	if img := tf.mustApply(same); img.Broker(2).Epoch != b.Epoch || img.Partition("t", 0).Leader != 2 {
+		t.Fatalf("the same incarnation registering again changed the broker: %+v", img.Broker(2))
+	}
+	restarted := same
+	restarted.Incarnation = "another-process"
+	img := tf.mustApply(restarted)
+	p := img.Partition("t", 0)
+	if img.Broker(2).Epoch == b.Epoch || img.Broker(2).State != BrokerFenced || img.Broker(2).Incarnation != "another-process" {
+		t.Fatalf("restarted broker: %+v", img.Broker(2))
+	}
+	if p.Leader == 2 || slices.Contains(p.ISR, 2) || p.LeaderEpoch != 1 {
+		t.Fatalf("partition after a restart of its leader: %+v", p)
+	}
+}
+
 func TestFenceAndUnfence(t *testing.T) {
 	tf := newTestFSM(t)
 	tf.aliveBrokers(3)

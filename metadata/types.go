@@ -23,9 +23,13 @@ type Broker struct {
 	// State is BrokerAlive or BrokerFenced. A new registration starts fenced;
 	// the controller unfences it once it has caught up with the metadata.
 	State string `json:"state"`
-	// Epoch is the Raft index of the broker's registration; it changes only
-	// when the broker registers with different addresses or rack.
+	// Epoch is the Raft index of the broker's registration; it changes when
+	// the broker registers as a new incarnation (a restarted process) or with
+	// different addresses or rack.
 	Epoch int64 `json:"epoch"`
+	// Incarnation identifies the broker process that registered (a new one
+	// per start), so a restart is told from a repeated registration.
+	Incarnation string `json:"incarnation,omitempty"`
 	// Voter reports whether the node is a Raft voter (from the last applied
 	// Raft configuration).
 	Voter bool `json:"voter"`

@@ -139,7 +139,7 @@ func (n *Node) Register(ctx context.Context, req httpapi.RegisterRequest) (httpa
 	if !n.meta.IsLeader() {
 		return httpapi.RegisterResponse{}, n.notController()
 	}
-	b, err := n.meta.RegisterBroker(ctx, metadata.Broker{ID: req.ID, HTTPAddr: req.HTTPAddr, RaftAddr: req.RaftAddr, Rack: req.Rack})
+	b, err := n.meta.RegisterBroker(ctx, metadata.Broker{ID: req.ID, HTTPAddr: req.HTTPAddr, RaftAddr: req.RaftAddr, Rack: req.Rack, Incarnation: req.Incarnation})
 	if err != nil {
 		return httpapi.RegisterResponse{}, metaError(err)
 	}
@@ -360,8 +360,10 @@ func (n *Node) heartbeatOnce(ctx context.Context) {
 	self := n.meta.Image().Broker(n.cfg.NodeID)
 	cctx, cancel := context.WithTimeout(ctx, time.Duration(n.cfg.BrokerSessionTimeoutMs)*time.Millisecond)
 	defer cancel()
-	if self == nil || self.HTTPAddr != n.cfg.AdvertiseHTTPAddr || self.RaftAddr != n.cfg.RaftAdvertiseAddr() || self.Rack != n.cfg.BrokerRack {
-		req := httpapi.RegisterRequest{ID: n.cfg.NodeID, HTTPAddr: n.cfg.AdvertiseHTTPAddr, RaftAddr: n.cfg.RaftAdvertiseAddr(), Rack: n.cfg.BrokerRack}
+	if self == nil || self.HTTPAddr != n.cfg.AdvertiseHTTPAddr || self.RaftAddr != n.cfg.RaftAdvertiseAddr() || self.Rack != n.cfg.BrokerRack ||
+		self.Incarnation != n.incarnation {
+		req := httpapi.RegisterRequest{ID: n.cfg.NodeID, HTTPAddr: n.cfg.AdvertiseHTTPAddr, RaftAddr: n.cfg.RaftAdvertiseAddr(),
+			Rack: n.cfg.BrokerRack, Incarnation: n.incarnation}
 		if _, err := toController(cctx, n, "/brokers/register", n.Register, req); err != nil && ctx.Err() == nil {
 			n.logger.Debug("registration not done yet", "err", err)
 		}
@@ -376,11 +378,25 @@ func (n *Node) heartbeatOnce(ctx context.Context) {
 		return
 	}
 	n.metadataTarget.Store(resp.MetadataIndex)
+	n.lastHeartbeat.Store(time.Now().UnixNano())
+}
+
+// MetadataCurrent reports whether the controller answered a heartbeat within
+// two heartbeat intervals and this node has applied the metadata it reported
+// then. The window is shorter than the session timeout, so a node the
+// controller is about to fence for silence already knows it is not current.
+func (n *Node) MetadataCurrent() bool {
+	window := min(2*time.Duration(n.cfg.BrokerHeartbeatIntervalMs), time.Duration(n.cfg.BrokerSessionTimeoutMs)/2) * time.Millisecond
+	if time.Since(time.Unix(0, n.lastHeartbeat.Load())) > window {
+		return false
+	}
+	return n.meta.Stats().AppliedIndex >= n.metadataTarget.Load()
 }
 
 // joinLoop asks an existing node to add this one to the Raft group, until it is in.
 func (n *Node) joinLoop(ctx context.Context) {
-	req := httpapi.JoinRequest{ID: n.cfg.NodeID, HTTPAddr: n.cfg.AdvertiseHTTPAddr, RaftAddr: n.cfg.RaftAdvertiseAddr(), Rack: n.cfg.BrokerRack}
+	req := httpapi.JoinRequest{ID: n.cfg.NodeID, HTTPAddr: n.cfg.AdvertiseHTTPAddr, RaftAddr: n.cfg.RaftAdvertiseAddr(), Rack: n.cfg.BrokerRack,
+		Incarnation: n.incarnation}
 	backoff := 200 * time.Millisecond
 	for {
 		for _, u := range n.cfg.Join {

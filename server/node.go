@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
+
 	"weir/client"
 	"weir/groups"
 	httpapi "weir/http"
@@ -43,7 +45,13 @@ type Node struct {
 	// a broker has caught up with the metadata once it applied that far.
 	metadataTarget atomic.Uint64
 	caughtUp       atomic.Bool // the metadata image was current once
-	syncMu         sync.Mutex  // serialises applying the metadata to local replicas
+	// incarnation is this process's registration id: a restart registers
+	// anew, which takes the broker out of leaderships and ISRs until it has
+	// caught up (its log may have lost a torn tail).
+	incarnation string
+	// lastHeartbeat is when the controller last answered a heartbeat (unix ns).
+	lastHeartbeat atomic.Int64
+	syncMu        sync.Mutex // serialises applying the metadata to local replicas
 
 	coord        *groups.Coordinator
 	offsetsTopic offsetsTopicState
@@ -58,7 +66,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Node{cfg: cfg, logger: logger, heartbeatNow: make(chan struct{}, 1)}, nil
+	return &Node{cfg: cfg, logger: logger, heartbeatNow: make(chan struct{}, 1), incarnation: uuid.NewString()}, nil
 }
 
 // logConfig is the storage configuration of a topic from its effective configs.
@@ -254,7 +262,10 @@ func (n *Node) watchMetadata(ctx context.Context) {
 func (n *Node) reconcile(ctx context.Context) error {
 	img := n.meta.Image()
 	if !n.caughtUp.Load() {
-		if img.Broker(n.cfg.NodeID) == nil {
+		if self := img.Broker(n.cfg.NodeID); self == nil || self.Incarnation != n.incarnation {
+			// Until this process is registered, the image may still show the
+			// previous one as leader: acting on it with a log that lost its
+			// tail would make followers truncate what they rightly have.
 			return errors.New("waiting for the controller to register this broker")
 		}
 		// The image may still lack committed entries (Raft replays its log

@@ -689,16 +689,18 @@ func TestJoinAndRemoveBroker(t *testing.T) {
 		t.Fatalf("no partition of solo (8 partitions, RF 1, 4 brokers) was placed on broker 4 alone: %+v", c.topicInfo("solo").Partitions)
 	}
 
-	// Joining again with the same id and addresses changes nothing.
+	// Joining again with the same id and addresses is no new member; the
+	// restarted process registers as a new incarnation (a new broker epoch)
+	// and is unfenced once caught up.
 	c.stop(4)
 	c.restart(4)
-	c.waitFor(30*time.Second, "broker 4 back, the same incarnation", func() error {
+	c.waitFor(30*time.Second, "broker 4 back as a new incarnation", func() error {
 		again, err := c.tryFourBrokers()
 		if err != nil {
 			return err
 		}
-		if again.Epoch != b4.Epoch {
-			return fmt.Errorf("broker 4 has epoch %d after joining again, %d before", again.Epoch, b4.Epoch)
+		if again.Epoch <= b4.Epoch || again.State != "alive" {
+			return fmt.Errorf("broker 4 is %s with epoch %d after joining again, %d before", again.State, again.Epoch, b4.Epoch)
 		}
 		return nil
 	})
@@ -1807,4 +1809,45 @@ func roundAll(ds []time.Duration) []time.Duration {
 		out[i] = d.Round(time.Millisecond)
 	}
 	return out
+}
+
+// TestTornTailQuickRestart kills the leader with kill -9, tears the tail
+// off its newest segment (recovery cuts its log below the HW) and restarts
+// it at once, well within the session timeout. The restarted process is a
+// new incarnation: it must not lead or sit in the ISR with its shorter log,
+// where followers would truncate acknowledged records to match it. Every
+// acknowledged record stays, and the replicas end byte-identical.
+func TestTornTailQuickRestart(t *testing.T) {
+	c := startCluster(t, 3, failoverArgs()...)
+	c.keepLogs()
+	c.createTopic("tt", 1, 3, map[string]string{"min.insync.replicas": "2"})
+	c.waitSettled(30*time.Second, "tt")
+	p0 := int32(0)
+	var acked []ackedRecord
+	for i := range 10 {
+		acked = append(acked, c.mustProduce("tt", &p0, fmt.Sprintf("before-%d", i), 20, client.AcksAll)...)
+	}
+	leader := c.leaderOf("tt", 0)
+	c.kill9(leader)
+	segs, err := filepath.Glob(filepath.Join(c.node(leader).dataDir, "tt-0", "*.log"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("segments of tt-0 on node %d: %v %v", leader, segs, err)
+	}
+	slices.Sort(segs)
+	newest := segs[len(segs)-1]
+	st, err := os.Stat(newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(newest, st.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	c.restart(leader)
+	for i := range 10 {
+		acked = append(acked, c.mustProduce("tt", &p0, fmt.Sprintf("after-%d", i), 20, client.AcksAll)...)
+	}
+	c.waitSettled(45*time.Second, "tt")
+	final := c.verifyFinal(map[string][]ackedRecord{"tt": acked}, true)
+	c.stopAll()
+	c.compareReplicaLogs(final)
 }
