@@ -180,9 +180,9 @@ func (tx *txn) registerBroker(c RegisterBrokerCmd, index uint64) error {
 		}
 	}
 	tx.putBroker(&Broker{
-		ID:       c.ID,
-		HTTPAddr: c.HTTPAddr,
-		RaftAddr: c.RaftAddr,
+		ID:          c.ID,
+		HTTPAddr:    c.HTTPAddr,
+		RaftAddr:    c.RaftAddr,
 		Rack:        c.Rack,
 		State:       BrokerFenced,
 		Epoch:       int64(index),
