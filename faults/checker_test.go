@@ -215,7 +215,9 @@ func TestCheckerNamesEachAnomaly(t *testing.T) {
 		{AnomalyCommitBackwards, func(b *hb) { b.commit(KindCommit, "m1", 1, 1.8, 1.9, 0, 2) }},
 		{AnomalyCommitBackwards, func(b *hb) { b.commit(KindFetchCommitted, "admin", 0, 3.4, 3.5, 0, -1) }},
 		{AnomalyStaleCommit, func(b *hb) { b.commit(KindCommit, "m2", 1, 3, 3.1, 1, 0) }},
-		{EventNodeCrash, func(b *hb) { b.h.Events = append(b.h.Events, Event{At: sec(3), Kind: EventNodeCrash, Node: 2, Detail: "exit 2"}) }},
+		{EventNodeCrash, func(b *hb) {
+			b.h.Events = append(b.h.Events, Event{At: sec(3), Kind: EventNodeCrash, Node: 2, Detail: "exit 2"})
+		}},
 	}
 	for _, tc := range cases {
 		b := clean()

@@ -172,10 +172,10 @@ type Event struct {
 
 // Event kinds, each reported as the anomaly of the same name (see Check).
 const (
-	EventNodeCrash   = "node-crash"    // a node exited without being told to
+	EventNodeCrash   = "node-crash"     // a node exited without being told to
 	EventNodeStuck   = "node-not-ready" // a restarted or resumed node did not become ready
-	EventNotSettled  = "not-settled"   // after healing, the cluster did not settle in time
-	EventStopFailed  = "stop-failed"   // a clean stop failed (timeout or non-zero exit)
+	EventNotSettled  = "not-settled"    // after healing, the cluster did not settle in time
+	EventStopFailed  = "stop-failed"    // a clean stop failed (timeout or non-zero exit)
 	EventFinalFailed = "final-read-failed"
 )
 
