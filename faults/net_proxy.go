@@ -102,7 +102,9 @@ func (p *proxyNet) addrs(i int) nodeAddrs {
 		httpAdvertise: p.front[i].httpAdvertise, raftAdvertise: p.front[i].raftAdvertise}
 }
 
-func (p *proxyNet) command(_ int, bin string, args ...string) *exec.Cmd { return exec.Command(bin, args...) }
+func (p *proxyNet) command(_ int, bin string, args ...string) *exec.Cmd {
+	return exec.Command(bin, args...)
+}
 
 func (p *proxyNet) clientDial(ctx context.Context, network, addr string) (net.Conn, error) {
 	d := net.Dialer{Timeout: proxyDialTimeout}

@@ -212,7 +212,9 @@ func TestNetnsCutsLinks(t *testing.T) {
 		return echoes(c, "ping", 2*time.Second)
 	}
 	n1, n2 := m.addrs(1).httpListen, m.addrs(2).httpListen
-	fromN1 := func(ctx context.Context, network, addr string) (net.Conn, error) { return threads[0].dial(ctx, network, addr) }
+	fromN1 := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return threads[0].dial(ctx, network, addr)
+	}
 	if !dialOK(m.clientDial, n1) || !dialOK(m.clientDial, n2) || !dialOK(fromN1, n2) || !dialOK(m.controlDial, n1) {
 		t.Fatal("the namespaces do not reach each other")
 	}
