@@ -176,6 +176,7 @@ const (
 	EventNodeStuck   = "node-not-ready" // a restarted or resumed node did not become ready
 	EventNotSettled  = "not-settled"    // after healing, the cluster did not settle in time
 	EventStopFailed  = "stop-failed"    // a clean stop failed (timeout or non-zero exit)
+	EventNotFenced   = "not-fenced"     // a killed node was not fenced within a few session timeouts
 	EventFinalFailed = "final-read-failed"
 )
 
