@@ -62,37 +62,36 @@ func newProxyNet(n int, logf func(string, ...any)) (_ *proxyNet, err error) {
 			_ = p.close()
 		}
 	}()
+	// The nodes' own ports are chosen while every proxy port and every other
+	// node port is held open, so no two can be the same.
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
 	for i := 1; i <= n; i++ {
 		for _, kind := range []string{"http", "raft"} {
-			realAddr, err := freeLoopbackAddr()
-			if err != nil {
-				return nil, err
-			}
-			l, err := net.Listen("tcp", "127.0.0.1:0")
+			front, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				return nil, fmt.Errorf("proxy listen: %w", err)
 			}
-			p.lis = append(p.lis, l)
+			p.lis = append(p.lis, front)
+			real, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return nil, fmt.Errorf("finding a free port: %w", err)
+			}
+			held = append(held, real)
 			if kind == "http" {
-				p.real[i].httpListen, p.front[i].httpAdvertise = realAddr, l.Addr().String()
+				p.real[i].httpListen, p.front[i].httpAdvertise = real.Addr().String(), front.Addr().String()
 			} else {
-				p.real[i].raftListen, p.front[i].raftAdvertise = realAddr, l.Addr().String()
+				p.real[i].raftListen, p.front[i].raftAdvertise = real.Addr().String(), front.Addr().String()
 			}
 			p.wg.Add(1)
-			go p.accept(l, endpoint(i), realAddr)
+			go p.accept(front, endpoint(i), real.Addr().String())
 		}
 	}
 	return p, nil
-}
-
-// freeLoopbackAddr is a loopback port that was free a moment ago.
-func freeLoopbackAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 func (p *proxyNet) mode() string { return modeProxy }
