@@ -17,7 +17,7 @@
 //     poll, read of a failed write, read above the HW, replicas that differ
 //     below the HW, two owners of a partition in one generation, committed
 //     offsets going backwards, ...), each naming the operations involved.
-//   - net_netns.go, net_proxy.go: the network the cluster runs on. As root
+//   - net.go, net_netns.go, net_proxy.go: the network the cluster runs on. As root
 //     with `ip`, every node gets its own network namespace behind a bridge in
 //     a hub namespace, and links are cut with blackhole routes; the test
 //     process reaches the nodes from threads that entered a client namespace,
@@ -28,16 +28,26 @@
 //   - cluster.go: the weir processes (built once per test run), their data
 //     dirs (a small tmpfs each where mounting is possible, so that a disk can
 //     be filled), readiness, kill -9, SIGSTOP/SIGCONT, clean stop.
-//   - workload.go: producers (acks=all and acks=1) writing unique values and
-//     assigned consumers reading each partition in order, plus a metadata
-//     observer; nemesis.go: the faults, scheduled from a printed seed.
-//   - run.go: one run — start, load, faults, heal, settle, final read, clean
-//     stop, replica comparison, check — and its summary table.
+//   - workload.go: the Workload interface; producers (acks=all and acks=1)
+//     writing unique values and assigned consumers reading each partition in
+//     order, plus a metadata observer.
+//   - nemesis.go: the faults — kill -9 (a random node, a partition leader,
+//     the controller), SIGSTOP past the session timeout, partitions (leader
+//     from followers, leader from controller, minority from majority, ring
+//     or bridge, clients from a leader), a restart with a torn segment tail,
+//     a full disk — with targets from a seeded random source. Clock skew is
+//     not injected (see clockSkewUnsupported).
+//   - run.go: one phase of a run — start, load, faults (each healed), heal
+//     all, settle, final read, clean stop, replica comparison, check — and
+//     its summary table.
 //
 // # Running
 //
-// `go test ./faults/` runs the smoke profile (a few minutes on two cores).
-// The long profile runs for a given time:
+// `go test ./faults/` runs the smoke profile (about three minutes on two
+// cores): every fault kind once on three nodes (namespaces where possible)
+// followed by random faults back to back, then a short five-node phase on
+// the proxy. The long profile runs random faults for a given time, half on
+// three nodes and half on five:
 //
 //	WEIR_FAULTS_PROFILE=long WEIR_FAULTS_DURATION=30m go test -timeout 0 -run TestFaults ./faults/
 //

@@ -13,12 +13,12 @@ import (
 )
 
 // Profiles. smoke runs with `go test ./...`: every fault kind once on three
-// nodes (namespaces where possible), then a short five-node phase on the
-// proxy, so both networks run in CI. long runs random faults for
+// nodes (namespaces where possible) and then random ones for a while, then
+// a short five-node phase on the proxy, so both networks run in CI. long runs random faults for
 // WEIR_FAULTS_DURATION, half on three nodes and half on five.
 func smokeProfile() []phase {
 	return []phase{
-		{name: "3 nodes", nodes: 3, faults: allFaults(),
+		{name: "3 nodes", nodes: 3, faults: allFaults(), duration: 40 * time.Second,
 			holdLo: 3 * time.Second, holdHi: 6 * time.Second, downLo: 2 * time.Second, downHi: 4 * time.Second,
 			gapLo: time.Second, gapHi: 2 * time.Second, waitHealthy: 30 * time.Second,
 			partitions: 3, producers: 2, acks1: true, pace: 20 * time.Millisecond, maxOps: 20000},
