@@ -198,6 +198,9 @@ func (n *node) launch() error {
 	fmt.Fprintf(logf, "=== harness: start of incarnation %d at %.3fs\n", n.incarnation, n.c.rec.Now().Seconds())
 	cmd := n.c.net.command(n.id, n.c.bin, n.args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Should the test binary itself die (a go test timeout skips every
+	// cleanup), the kernel kills the node with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("start node %d: %w", n.id, err)

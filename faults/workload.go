@@ -305,8 +305,11 @@ type observer struct {
 
 func (o *observer) Name() string { return "metadata observer" }
 
+// observerMaxRounds bounds the observer by count as well as by ctx.
+const observerMaxRounds = 1_000_000
+
 func (o *observer) Run(ctx context.Context, env *Env) {
-	for {
+	for range observerMaxRounds {
 		for _, i := range o.c.live() {
 			// One process per incarnation: a restarted node may briefly know
 			// less than before it crashed.
