@@ -108,6 +108,23 @@ func (nm *nemesis) partitionLeader() (leader int, replicas []int, desc string) {
 	return 0, nil, "no such partition"
 }
 
+// leaderOtherThan picks, in random order, a partition of the main topic
+// whose leader is not node id, and returns that leader (0 when none is).
+func (nm *nemesis) leaderOtherThan(id int) (int, string) {
+	ts := nm.topics[0]
+	tp, err := nm.c.topic(ts.Name)
+	if err != nil {
+		return 0, err.Error()
+	}
+	for _, i := range nm.rng.Perm(len(tp.Partitions)) {
+		p := tp.Partitions[i]
+		if p.Leader > 0 && int(p.Leader) != id {
+			return int(p.Leader), fmt.Sprintf("%s/%d", ts.Name, p.Partition)
+		}
+	}
+	return 0, ""
+}
+
 func (nm *nemesis) randomLive() int {
 	live := nm.c.live()
 	if len(live) == 0 {
@@ -227,18 +244,18 @@ func (nm *nemesis) partitionPairs(kind string) ([][2]endpoint, string) {
 		return pairs, fmt.Sprintf("n%d (leader of %s) from its followers %v", leader, desc, without(replicas, leader))
 	case FaultPartController:
 		ctrl := nm.c.controller()
-		leader, _, desc := nm.partitionLeader()
-		if leader == ctrl || leader <= 0 {
-			// The controller leads it: cut another node from the controller.
+		if ctrl <= 0 {
+			return nil, "no controller"
+		}
+		leader, desc := nm.leaderOtherThan(ctrl)
+		if leader <= 0 {
+			// The controller leads every partition: cut another node from it.
 			for _, i := range nm.rng.Perm(n) {
 				if i+1 != ctrl {
-					leader, desc = i+1, "no partition (the controller leads it)"
+					leader, desc = i+1, "no partition (the controller leads them all)"
 					break
 				}
 			}
-		}
-		if ctrl <= 0 {
-			return nil, "no controller"
 		}
 		return [][2]endpoint{{endpoint(leader), endpoint(ctrl)}}, fmt.Sprintf("n%d (leader of %s) from the controller n%d", leader, desc, ctrl)
 	case FaultPartMinority:
