@@ -172,12 +172,13 @@ type Event struct {
 
 // Event kinds, each reported as the anomaly of the same name (see Check).
 const (
-	EventNodeCrash   = "node-crash"     // a node exited without being told to
-	EventNodeStuck   = "node-not-ready" // a restarted or resumed node did not become ready
-	EventNotSettled  = "not-settled"    // after healing, the cluster did not settle in time
-	EventStopFailed  = "stop-failed"    // a clean stop failed (timeout or non-zero exit)
-	EventNotFenced   = "not-fenced"     // a killed node was not fenced within a few session timeouts
-	EventFinalFailed = "final-read-failed"
+	EventNodeCrash   = "node-crash"        // a node exited without being told to
+	EventNodeStuck   = "node-not-ready"    // a restarted or resumed node did not become ready
+	EventNotSettled  = "not-settled"       // after healing, the cluster did not settle in time
+	EventStopFailed  = "stop-failed"       // a clean stop failed (timeout or non-zero exit)
+	EventNotFenced   = "not-fenced"        // a killed node was not fenced within a few session timeouts
+	EventFinalFailed = "final-read-failed" // the final read could not read a partition up to its HW
+	EventHarness     = "harness-error"     // the harness could not do its part (a workload could not start)
 )
 
 // TopicSpec is a topic a run writes to.

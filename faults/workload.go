@@ -4,8 +4,6 @@ package faults
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -75,7 +73,7 @@ func (p *producers) Run(ctx context.Context, env *Env) {
 	for w := range p.workers {
 		cl, err := env.Client(w)
 		if err != nil {
-			env.Rec.Event(EventFinalFailed, 0, "producer client: %v", err)
+			env.Rec.Event(EventHarness, 0, "producer client: %v", err)
 			return
 		}
 		rng := rand.New(rand.NewPCG(uint64(env.Seed), uint64(w)+uint64(len(p.prefix))<<32))
@@ -201,7 +199,7 @@ func (c *consumers) Run(ctx context.Context, env *Env) {
 	for p := range c.topic.Partitions {
 		cl, err := env.Client(100 + p)
 		if err != nil {
-			env.Rec.Event(EventFinalFailed, 0, "consumer client: %v", err)
+			env.Rec.Event(EventHarness, 0, "consumer client: %v", err)
 			return
 		}
 		wg.Add(1)
@@ -276,18 +274,9 @@ func readPartition(ctx context.Context, rec *Recorder, cl *client.Client, proces
 func decodeRecords(in []client.ConsumedRecord, p int32) ([]ReadRecord, error) {
 	out := make([]ReadRecord, 0, len(in))
 	for _, r := range in {
-		var v string
-		switch {
-		case r.ValueB64 != nil:
-			b, err := base64.StdEncoding.DecodeString(*r.ValueB64)
-			if err != nil {
-				return nil, fmt.Errorf("record at offset %d: value_b64: %w", r.Offset, err)
-			}
-			v = string(b)
-		case r.Value != nil:
-			if err := json.Unmarshal(r.Value, &v); err != nil {
-				return nil, fmt.Errorf("record at offset %d: value %s: %w", r.Offset, r.Value, err)
-			}
+		v, err := recordValue(r)
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, ReadRecord{Partition: p, Offset: r.Offset, Value: v})
 	}
