@@ -50,6 +50,8 @@ type network interface {
 	// setNodes tells the network which process is which node (pid -> node
 	// id); the proxy needs it to tell the sender of a connection.
 	setNodes(nodes func() map[int]int)
+	// check says why the faults may not have had their effect, if so.
+	check() error
 	close() error
 }
 

@@ -52,11 +52,21 @@ type netnsNet struct {
 	ctlT  *nsThreads
 	logf  func(string, ...any)
 
+	hostNS string // this process's namespace (its main thread's), which must not change
+
 	mu   sync.Mutex
 	cuts map[[2]endpoint]bool
 }
 
 func (m *netnsNet) mode() string { return modeNetns }
+
+// check: the main thread is still in the host's namespace.
+func (m *netnsNet) check() error {
+	if ns, err := os.Readlink("/proc/self/ns/net"); err != nil || ns != m.hostNS {
+		return fmt.Errorf("this process's network namespace changed from %s to %s (%v)", m.hostNS, ns, err)
+	}
+	return nil
+}
 
 func nsIP(e endpoint) string {
 	if e == clientEndpoint {
@@ -98,6 +108,9 @@ func newNetnsNet(n int, logf func(string, ...any)) (_ *netnsNet, err error) {
 	m := &netnsNet{
 		base: fmt.Sprintf("%s-%d-%04x", nsPrefix, os.Getpid(), rand.IntN(1<<16)),
 		n:    n, logf: logf, cuts: map[[2]endpoint]bool{},
+	}
+	if m.hostNS, err = os.Readlink("/proc/self/ns/net"); err != nil {
+		return nil, fmt.Errorf("this process's network namespace: %w", err)
 	}
 	m.hub = m.base + "-hub"
 	m.ctl = m.base + "-ctl"
@@ -309,22 +322,33 @@ func startNSThreads(path string, n int) (*nsThreads, error) {
 	defer f.Close()
 	t := &nsThreads{work: make(chan func())}
 	ready := make(chan error, n)
+	var worker func()
+	worker = func() {
+		defer t.wg.Done()
+		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// The main thread must stay in the host's namespace: /proc/self
+			// is its view, and the runtime never ends it. Hand over to a new
+			// goroutine, which cannot get this thread while it is locked.
+			t.wg.Add(1)
+			go worker()
+			runtime.UnlockOSThread()
+			return
+		}
+		// Never unlocked: a thread in another namespace must not go back to
+		// the runtime's pool; it ends with this goroutine.
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			ready <- fmt.Errorf("setns %s: %w", path, err)
+			return
+		}
+		ready <- nil
+		for fn := range t.work {
+			fn()
+		}
+	}
 	for range n {
 		t.wg.Add(1)
-		go func() {
-			defer t.wg.Done()
-			// Never unlocked: a thread in another namespace must not go back
-			// to the runtime's pool; it ends with this goroutine.
-			runtime.LockOSThread()
-			if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-				ready <- fmt.Errorf("setns %s: %w", path, err)
-				return
-			}
-			ready <- nil
-			for fn := range t.work {
-				fn()
-			}
-		}()
+		go worker()
 	}
 	var errs []error
 	for range n {

@@ -47,6 +47,8 @@ type proxyNet struct {
 
 	closing chan struct{}
 	wg      sync.WaitGroup
+
+	fromNodes, fromClients atomic.Int64 // connections by who opened them
 }
 
 const proxyDialTimeout = 2 * time.Second
@@ -196,6 +198,11 @@ func (p *proxyNet) accept(l net.Listener, dst endpoint, upstream string) {
 func (p *proxyNet) serve(down net.Conn, dst endpoint, upstream string) {
 	s := &proxied{p: p, down: down, src: p.identify(down.RemoteAddr(), down.LocalAddr()), dst: dst,
 		upstream: upstream, done: make(chan struct{})}
+	if s.src == clientEndpoint {
+		p.fromClients.Add(1)
+	} else {
+		p.fromNodes.Add(1)
+	}
 	defer s.end()
 	// A connection made across a cut reaches the node only once it heals;
 	// meanwhile its sender sees a connection that does not answer.
@@ -331,10 +338,12 @@ func (p *proxyNet) identify(remote, local net.Addr) endpoint {
 	return clientEndpoint
 }
 
-// socketInode finds, in /proc/net/tcp, the socket whose local address is
+// socketInode finds, in the table of TCP sockets, the socket whose local address is
 // local and whose peer is remote.
 func socketInode(local, remote netip.AddrPort) (string, bool) {
-	f, err := os.Open("/proc/net/tcp")
+	// This thread's view (the host's namespace: threads that entered
+	// another namespace run nothing but their own work).
+	f, err := os.Open("/proc/thread-self/net/tcp")
 	if err != nil {
 		return "", false
 	}
@@ -380,6 +389,15 @@ func socketOwner(inode string, nodes map[int]int) (int, bool) {
 		}
 	}
 	return 0, false
+}
+
+// check: with two nodes or more, some connections came from nodes (else
+// node-to-node cuts cut nothing).
+func (p *proxyNet) check() error {
+	if p.n >= 2 && p.fromNodes.Load() == 0 {
+		return fmt.Errorf("the proxy told none of %d connections as a node's: cuts between nodes had no effect", p.fromClients.Load())
+	}
+	return nil
 }
 
 func (p *proxyNet) close() error {

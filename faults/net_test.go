@@ -138,6 +138,9 @@ func TestProxyCutsLinks(t *testing.T) {
 	if !readsBack(n1, "cut", 5*time.Second) {
 		t.Fatal("n1-n2 healed, held bytes did not arrive")
 	}
+	if err := p.check(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func hostNetworkState(t *testing.T) string {
@@ -217,6 +220,18 @@ func TestNetnsCutsLinks(t *testing.T) {
 	}
 	if !dialOK(m.clientDial, n1) || !dialOK(m.clientDial, n2) || !dialOK(fromN1, n2) || !dialOK(m.controlDial, n1) {
 		t.Fatal("the namespaces do not reach each other")
+	}
+	// Threads come and go; the main thread (this process's namespace, as
+	// /proc/self shows it) never enters another namespace.
+	for range 5 {
+		th, err := startNSThreads(nsPath(m.names[0]), 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		th.close()
+	}
+	if err := m.check(); err != nil {
+		t.Fatal(err)
 	}
 	established, err := m.clientDial(ctx, "tcp", n2)
 	if err != nil {

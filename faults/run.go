@@ -174,6 +174,9 @@ func runPhase(ph phase, cfg runConfig, addCleanup func(func())) *phaseResult {
 	if err := c.waitHealthy(topics, true, settleTimeout); err != nil {
 		rec.Event(EventNotSettled, 0, "%v", err)
 	}
+	if err := nw.check(); err != nil {
+		rec.Event(EventHarness, 0, "%v", err)
+	}
 	final := finalRead(c, rec, topics)
 	stopped := stopAll(c, rec)
 	readReplicas(c, final, stopped)
