@@ -39,8 +39,14 @@ const (
 	// final log: it was served before it was committed, or committed and lost [1, 4].
 	AnomalyLostRead = "lost-read"
 	// A consumer position that was below a HW already served was refused as
-	// past the log end: committed records vanished from the leader [1, 4].
+	// past the log end by the partition's leader: committed records vanished
+	// from it [1, 4].
 	AnomalyPositionLost = "position-out-of-range"
+	// The same refusal, from a node whose metadata was behind (it still
+	// took itself for the leader of an older epoch): no record was lost, but
+	// a consumer resetting its position on the reply skips or re-reads, which
+	// the API promises a failover never causes.
+	AnomalyStaleOutOfRange = "stale-leader-out-of-range"
 	// A node's view of a partition's leader epoch went back [5].
 	AnomalyEpochRegress = "leader-epoch-regress"
 	// An ISR without its leader, empty, or naming a non-replica [7].
@@ -410,10 +416,52 @@ func (c *checker) positionRefused(op *Op) {
 			best = prev
 		}
 	}
-	if best != nil {
-		c.add(AnomalyPositionLost, TP{op.Topic, op.Partition}, op.Offset, []int{best.ID, op.ID},
-			"offset %d refused as out of range after op #%d had shown HW %d", op.Offset, best.ID, best.HW)
+	if best == nil {
+		return
 	}
+	ids := []int{best.ID, op.ID}
+	if stale := c.staleView(op); stale != nil {
+		c.add(AnomalyStaleOutOfRange, TP{op.Topic, op.Partition}, op.Offset, append(ids, stale.ID),
+			"offset %d refused as out of range by node %d, which still saw an older leader epoch (op #%d), after op #%d had shown HW %d",
+			op.Offset, op.Node, stale.ID, best.ID, best.HW)
+		return
+	}
+	c.add(AnomalyPositionLost, TP{op.Topic, op.Partition}, op.Offset, ids,
+		"offset %d refused as out of range after op #%d had shown HW %d", op.Offset, best.ID, best.HW)
+}
+
+// staleView returns the observation showing that the node which served op
+// had metadata behind the cluster's at the time: its first view of the
+// partition after op names an older leader epoch than some node had shown
+// before op was sent. Nil when there is no such evidence.
+func (c *checker) staleView(op *Op) *Op {
+	if op.Node == 0 {
+		return nil
+	}
+	newest := int32(-1)
+	var after *Op
+	afterEpoch := int32(-1)
+	for i := range c.h.Ops {
+		m := &c.h.Ops[i]
+		if m.Kind != KindMeta || m.Outcome != OK || m.Topic != op.Topic {
+			continue
+		}
+		for _, p := range m.Meta {
+			if p.Partition != op.Partition {
+				continue
+			}
+			if m.Complete < op.Invoke {
+				newest = max(newest, p.LeaderEpoch)
+			}
+			if m.ObservedBy == op.Node && m.Invoke >= op.Complete && (after == nil || m.Invoke < after.Invoke) {
+				after, afterEpoch = m, p.LeaderEpoch
+			}
+		}
+	}
+	if after != nil && afterEpoch < newest {
+		return after
+	}
+	return nil
 }
 
 // consumerOrder: each assigned consumer reads a partition contiguously from

@@ -206,6 +206,14 @@ func TestCheckerNamesEachAnomaly(t *testing.T) {
 			b.add(Op{Process: "c", Kind: KindConsume, Partition: 0, Invoke: sec(3), Complete: sec(3.1), Outcome: Fail, Offset: 4,
 				Error: "consume t-0: OFFSET_OUT_OF_RANGE (HTTP 416): offset 4 is out of range: log start offset 0, high watermark 3"})
 		}},
+		{AnomalyStaleOutOfRange, func(b *hb) {
+			// Node 1 still takes itself for the leader of epoch 1 after
+			// node 2 showed epoch 2, and refuses a committed position.
+			b.add(Op{Process: "c", Kind: KindConsume, Partition: 0, Invoke: sec(3), Complete: sec(3.1), Outcome: Fail, Offset: 4, Node: 1,
+				Error: "consume t-0: OFFSET_OUT_OF_RANGE (HTTP 416): offset 4 is out of range: log start offset 0, high watermark 3"})
+			b.meta(2, 2.5, 0, 2, 2, 2, 3)
+			b.meta(1, 3.2, 0, 1, 1, 1, 2, 3)
+		}},
 		{AnomalyEpochRegress, func(b *hb) { b.meta(1, 3, 0, 3, 1, 3) }},
 		{AnomalyBadISR, func(b *hb) { b.meta(2, 3, 0, 1, 2, 2, 3) }},
 		{AnomalyBadISR, func(b *hb) { b.meta(2, 3, 0, -1, 2) }},
