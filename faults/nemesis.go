@@ -53,11 +53,18 @@ func allFaults() []string {
 // from its own seeded random source.
 type nemesis struct {
 	c      *cluster
-	rng    *rand.Rand
+	seed   int64
+	n      uint64      // faults drawn so far
+	rng    *rand.Rand  // the current fault's random source (see next)
 	topics []TopicSpec // faults target partitions of the first
 	logf   func(string, ...any)
-	holdLo time.Duration // how long a partition or a full disk lasts
-	holdHi time.Duration
+}
+
+// next gives the next fault a random source of its own, derived from the
+// seed and the fault's number.
+func (nm *nemesis) next() {
+	nm.n++
+	nm.rng = rand.New(rand.NewPCG(uint64(nm.seed), 1000+nm.n))
 }
 
 // activeFault is an injected fault until heal undoes it.
@@ -82,10 +89,6 @@ func (nm *nemesis) skipReason(kind string) string {
 		}
 	}
 	return ""
-}
-
-func (nm *nemesis) hold() time.Duration {
-	return nm.holdLo + time.Duration(nm.rng.Int64N(int64(nm.holdHi-nm.holdLo)+1))
 }
 
 // partitionLeader picks a random partition of the main topic and returns
