@@ -70,6 +70,7 @@ type Anomaly struct {
 	Ops    []int // ids of the operations involved
 }
 
+// String is the anomaly on one line, without its operations.
 func (a Anomaly) String() string {
 	s := a.Kind
 	if a.TP.Topic != "" {

@@ -377,35 +377,6 @@ func (c *cluster) ctlDo(i int, path string, out any) error {
 	return nil
 }
 
-// ctlPost POSTs a JSON body to node i over the control links.
-func (c *cluster) ctlPost(i int, path string, in, out any) error {
-	data, err := json.Marshal(in)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.net.controlHTTP(i)+path, strings.NewReader(string(data)))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	hc := &http.Client{Transport: c.ctlHC.Transport}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("node %d: POST %s: %w", i, path, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("node %d: POST %s: %s: %s", i, path, resp.Status, body)
-	}
-	if out != nil {
-		return json.Unmarshal(body, out)
-	}
-	return nil
-}
-
 // controller is the controller most live nodes name (0 when none do).
 func (c *cluster) controller() int {
 	votes := map[int]int{}

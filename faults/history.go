@@ -49,6 +49,7 @@ type TP struct {
 	Partition int32  `json:"partition"`
 }
 
+// String is "topic/partition".
 func (tp TP) String() string { return fmt.Sprintf("%s/%d", tp.Topic, tp.Partition) }
 
 // ReadRecord is one record a read returned.
@@ -116,6 +117,7 @@ type Op struct {
 	Meta       []MetaPartition `json:"meta,omitempty"`
 }
 
+// String is the operation on one line, as anomaly reports list it.
 func (o Op) String() string {
 	s := fmt.Sprintf("#%d %s %s", o.ID, o.Process, o.Kind)
 	if o.Topic != "" {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -21,23 +20,32 @@ import (
 
 // Fault kinds.
 const (
-	FaultKillRandom       = "kill-random"                 // kill -9 a random node, restart it later
-	FaultKillLeader       = "kill-leader"                 // kill -9 the leader of a partition
-	FaultKillController   = "kill-controller"             // kill -9 the controller
-	FaultPauseLeader      = "pause-leader"                // SIGSTOP a partition leader past the session timeout, then SIGCONT
-	FaultPartLeader       = "partition-leader-followers"  // a partition's leader cut from its followers
-	FaultPartController   = "partition-leader-controller" // a partition's leader cut from the controller
-	FaultPartMinority     = "partition-minority"          // a minority of the nodes cut from the majority
-	FaultPartRing         = "partition-ring"              // each node reaches only its ring neighbours (3 nodes: a bridge)
-	FaultPartClient       = "partition-client-leader"     // the clients cut from a partition's leader
-	FaultTornTail         = "torn-tail"                   // kill -9, tear the newest segment's tail, restart once fenced
-	FaultTornTailQuick    = "torn-tail-quick-restart"     // the same, restarted at once (before the controller notices)
-	FaultDiskFull         = "disk-full"                   // a node's data disk filled up, then freed
-	FaultClockSkew        = "clock-skew"                  // never injected: see skipReason
-	knownBugsEnv          = "WEIR_FAULTS_KNOWN_BUGS"
-	tornTailQuickBug      = "not injected: exposes a known bug (a node restarted within the session timeout keeps its broker epoch, leaderships and ISR memberships although recovery cut its log; as leader of the same epoch it makes the followers truncate acknowledged records). " + knownBugsEnv + "=1 injects it"
-	clockSkewUnsupported  = "not injected: a per-process wall clock offset needs a time namespace (which offsets only monotonic/boottime clocks) or libfaketime (not installed); Weir's timeouts use the monotonic clock anyway"
-	diskFullFillChunkSize = 1 << 20
+	FaultKillRandom     = "kill-random"                 // kill -9 a random node, restart it later
+	FaultKillLeader     = "kill-leader"                 // kill -9 the leader of a partition
+	FaultKillController = "kill-controller"             // kill -9 the controller
+	FaultPauseLeader    = "pause-leader"                // SIGSTOP a partition leader past the session timeout, then SIGCONT
+	FaultPartLeader     = "partition-leader-followers"  // a partition's leader cut from its followers
+	FaultPartController = "partition-leader-controller" // a partition's leader cut from the controller
+	FaultPartMinority   = "partition-minority"          // a minority of the nodes cut from the majority
+	FaultPartRing       = "partition-ring"              // each node reaches only its ring neighbours (3 nodes: a bridge)
+	FaultPartClient     = "partition-client-leader"     // the clients cut from a partition's leader
+	FaultTornTail       = "torn-tail"                   // kill -9, tear the newest segment's tail, restart once fenced
+	FaultTornTailQuick  = "torn-tail-quick-restart"     // the same, restarted at once (before the controller notices)
+	FaultDiskFull       = "disk-full"                   // a node's data disk filled up, then freed
+	FaultClockSkew      = "clock-skew"                  // never injected: see clockSkewUnsupported
+)
+
+// knownBugsEnv set to anything makes known bugs count: the fault that only
+// exposes one is injected, and their anomalies fail the run (see knownBug).
+const knownBugsEnv = "WEIR_FAULTS_KNOWN_BUGS"
+
+// Why some faults are not injected.
+const (
+	tornTailQuickBug = "not injected: exposes a known bug (a node restarted within the session timeout keeps its broker epoch, " +
+		"leaderships and ISR memberships although recovery cut its log; as leader of the same epoch it makes followers truncate " +
+		"acknowledged records, or leaves them different below the HW). " + knownBugsEnv + "=1 injects it"
+	clockSkewUnsupported = "not injected: a per-process wall clock offset needs a time namespace (which offsets only the " +
+		"monotonic and boot clocks) or libfaketime (not installed); Weir's timeouts use the monotonic clock anyway"
 )
 
 // allFaults lists every kind the nemesis can inject, in a fixed order.
@@ -57,7 +65,6 @@ type nemesis struct {
 	n      uint64      // faults drawn so far
 	rng    *rand.Rand  // the current fault's random source (see next)
 	topics []TopicSpec // faults target partitions of the first
-	logf   func(string, ...any)
 }
 
 // next gives the next fault a random source of its own, derived from the
@@ -128,6 +135,7 @@ func (nm *nemesis) leaderOtherThan(id int) (int, string) {
 	return 0, ""
 }
 
+// randomLive is a random running, unpaused node (0 when there is none).
 func (nm *nemesis) randomLive() int {
 	live := nm.c.live()
 	if len(live) == 0 {
@@ -446,8 +454,9 @@ func fillDisk(path string) (int64, error) {
 	}
 	// Most of it at once, then byte chunks up to ENOSPC.
 	free := int64(st.Bavail) * int64(st.Bsize)
-	if free > 2*diskFullFillChunkSize {
-		if err := unix.Fallocate(int(f.Fd()), 0, 0, free-diskFullFillChunkSize); err != nil && !errors.Is(err, unix.ENOSPC) {
+	const slack = 1 << 20
+	if free > 2*slack {
+		if err := unix.Fallocate(int(f.Fd()), 0, 0, free-slack); err != nil && !errors.Is(err, unix.ENOSPC) {
 			return 0, fmt.Errorf("fallocate: %w", err)
 		}
 	}
@@ -468,15 +477,4 @@ func fillDisk(path string) (int64, error) {
 		return 0, err
 	}
 	return st2.Size(), nil
-}
-
-// describeFaultKinds lists the kinds with a reason for those skipped.
-func (nm *nemesis) describeFaultKinds() string {
-	var b strings.Builder
-	for _, k := range append(allFaults(), FaultClockSkew) {
-		if why := nm.skipReason(k); why != "" {
-			fmt.Fprintf(&b, "  %s: %s\n", k, why)
-		}
-	}
-	return b.String()
 }

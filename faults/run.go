@@ -153,7 +153,7 @@ func runPhase(ph phase, cfg runConfig, addCleanup func(func())) *phaseResult {
 	}
 	sleepCtx(context.Background(), warmup) // load before the first fault
 
-	nm := &nemesis{c: c, seed: cfg.seed, topics: topics, logf: logf}
+	nm := &nemesis{c: c, seed: cfg.seed, topics: topics}
 	for _, k := range append(allFaults(), FaultClockSkew) {
 		if why := nm.skipReason(k); why != "" {
 			res.skipped[k] = why
