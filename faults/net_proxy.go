@@ -209,8 +209,8 @@ func (p *proxyNet) serve(down net.Conn, dst endpoint, upstream string) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if p.waitOpen(s.src, s.dst, s.done) {
-			s.connectUp()
+		if p.waitOpen(s.src, s.dst, s.done) && s.connectUp() == nil {
+			s.end() // the node is down: the sender sees the connection close
 		}
 	}()
 	s.pumpDown()
@@ -232,7 +232,8 @@ type proxied struct {
 	endOnce sync.Once
 }
 
-// connectUp dials the node once; it ends the connection if that fails.
+// connectUp dials the node once and returns the connection, nil when the
+// dial failed (the caller then ends the proxied connection).
 func (s *proxied) connectUp() net.Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -245,7 +246,6 @@ func (s *proxied) connectUp() net.Conn {
 		if up != nil {
 			up.Close()
 		}
-		go s.end() // the node is down: the sender sees the connection close
 		return nil
 	}
 	s.up = up
