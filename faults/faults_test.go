@@ -112,7 +112,7 @@ func runOnePhase(t *testing.T, ph phase, cfg runConfig) *phaseResult {
 		t.Logf("phase %q: %d anomalies of known bugs (seed %d):\n%s", ph.name, len(res.anomalies), cfg.seed, res.report(5))
 	}
 	if res.dir != "" {
-		if failed || cfg.keep {
+		if failed || cfg.keep || len(res.anomalies) > 0 {
 			t.Logf("run dir kept: %s (node logs, history.json)", res.dir)
 		} else {
 			cleanups = append([]func(){func() { os.RemoveAll(res.dir) }}, cleanups...) // runs last

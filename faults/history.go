@@ -120,7 +120,13 @@ type Op struct {
 // String is the operation on one line, as anomaly reports list it.
 func (o Op) String() string {
 	s := fmt.Sprintf("#%d %s %s", o.ID, o.Process, o.Kind)
-	if o.Topic != "" {
+	switch {
+	case o.Kind == KindMeta:
+		s += fmt.Sprintf(" %s by node %d", o.Topic, o.ObservedBy)
+		for _, p := range o.Meta {
+			s += fmt.Sprintf(" [p%d leader %d epoch %d isr %v]", p.Partition, p.Leader, p.LeaderEpoch, p.ISR)
+		}
+	case o.Topic != "":
 		s += fmt.Sprintf(" %s/%d", o.Topic, o.Partition)
 	}
 	switch o.Kind {
