@@ -35,15 +35,9 @@ const (
 	FaultClockSkew      = "clock-skew"                  // never injected: see clockSkewUnsupported
 )
 
-// knownBugsEnv set to anything makes known bugs count: the fault that only
-// exposes one is injected, and their anomalies fail the run (see knownBug).
-const knownBugsEnv = "WEIR_FAULTS_KNOWN_BUGS"
 
 // Why some faults are not injected.
 const (
-	tornTailQuickBug = "not injected: exposes a known bug (a node restarted within the session timeout keeps its broker epoch, " +
-		"leaderships and ISR memberships although recovery cut its log; as leader of the same epoch it makes followers truncate " +
-		"acknowledged records, or leaves them different below the HW). " + knownBugsEnv + "=1 injects it"
 	clockSkewUnsupported = "not injected: a per-process wall clock offset needs a time namespace (which offsets only the " +
 		"monotonic and boot clocks) or libfaketime (not installed); Weir's timeouts use the monotonic clock anyway"
 )
@@ -90,10 +84,6 @@ func (nm *nemesis) skipReason(kind string) string {
 		}
 	case FaultClockSkew:
 		return clockSkewUnsupported
-	case FaultTornTailQuick:
-		if os.Getenv(knownBugsEnv) == "" {
-			return tornTailQuickBug
-		}
 	}
 	return ""
 }

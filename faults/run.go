@@ -499,11 +499,7 @@ func (res *phaseResult) summary() string {
 		aKinds[a.Kind]++
 	}
 	for _, k := range sortedStrings(aKinds) {
-		fmt.Fprintf(&b, "    %-26s %6d", k, aKinds[k])
-		if why := knownBug(k); why != "" {
-			fmt.Fprintf(&b, "  (not failing the run: %s; %s=1 makes it fail)", why, knownBugsEnv)
-		}
-		b.WriteString("\n")
+		fmt.Fprintf(&b, "    %-26s %6d\n", k, aKinds[k])
 	}
 	fmt.Fprintf(&b, "  availability during faults (%.0fs in %d windows): ok / attempted\n", faultTime.Seconds(), len(h.Faults))
 	for _, l := range sortedStrings(avail) {
@@ -517,32 +513,8 @@ func (res *phaseResult) summary() string {
 	return b.String()
 }
 
-// knownBug names the known bug, outside this package's reach, behind an
-// anomaly kind ("" for none). Such anomalies are reported in every summary
-// but fail a run only with WEIR_FAULTS_KNOWN_BUGS=1; the fault that only
-// exposes a known bug (torn-tail-quick-restart) is likewise not injected
-// without it.
-func knownBug(kind string) string {
-	if os.Getenv(knownBugsEnv) != "" {
-		return ""
-	}
-	switch kind {
-	case AnomalyStaleOutOfRange:
-		return "known bug: a node whose metadata is behind (cut from the controller, or just healed) still serves consumes as leader of its old epoch and answers OFFSET_OUT_OF_RANGE for committed positions past its log end"
-	}
-	return ""
-}
-
-// failing are the anomalies that fail the run.
-func (res *phaseResult) failing() []Anomaly {
-	var out []Anomaly
-	for _, a := range res.anomalies {
-		if knownBug(a.Kind) == "" {
-			out = append(out, a)
-		}
-	}
-	return out
-}
+// failing are the anomalies that fail the run: all of them.
+func (res *phaseResult) failing() []Anomaly { return res.anomalies }
 
 // lostAcks1 counts the acknowledged acks=1 records missing from the final
 // read: no anomaly, but worth knowing.
