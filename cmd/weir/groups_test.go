@@ -401,6 +401,7 @@ func TestConsumerGroupCoordinatorKilled(t *testing.T) {
 	}
 
 	c.kill9(coord)
+	killed := time.Now()
 	var after map[int32]int64
 	pollUntil(t, 60*time.Second, "the offsets on a new coordinator", func() error {
 		var err error
@@ -412,6 +413,7 @@ func TestConsumerGroupCoordinatorKilled(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("coordinator failover: the committed offsets were served by a new coordinator %v after kill -9", time.Since(killed).Round(time.Millisecond))
 	for p, o := range before {
 		if after[p] != o {
 			t.Fatalf("partition %d: committed %d before the kill, %d after", p, o, after[p])
