@@ -132,6 +132,9 @@ type pendingPoll struct {
 	id         int64
 	generation int32
 	next       map[TopicPartition]int64 // nil once settled
+	// acks: the member's last poll carried an ack, so it says which
+	// replies it received (see Leave).
+	acks bool
 }
 
 func newGroupState(op *offsetsPart, g *Group) *groupState {
@@ -526,14 +529,22 @@ func unknownMemberIfNoGroup(err error, group, member string) error {
 }
 
 // Leave removes a member. A member that auto-commits has its positions
-// committed first: it asked to leave, so what it polled is processed.
+// committed first: it asked to leave, so what it received is processed.
+// That includes its last reply only if it does not acknowledge replies
+// (no ack, e.g. curl): a member that does has not acknowledged its last
+// one, which may have been lost on the way, so those records go to the
+// partition's next owner rather than being committed unseen.
 func (c *Coordinator) Leave(ctx context.Context, group, member string) error {
 	err := c.withGroup(group, false, func(gs *groupState) error {
 		if !gs.g.HasMember(member) {
 			return fmt.Errorf("%w: %q in group %q", ErrUnknownMember, member, group)
 		}
 		if c.autoCommits(gs, member) {
-			gs.settle(member, -1, gs.g.memberState(member)) // leaving: it has what it polled
+			if pp := gs.polls[member]; pp != nil && pp.acks {
+				pp.next = nil // not acknowledged: maybe never received
+			} else {
+				gs.settle(member, -1, gs.g.memberState(member)) // leaving: it has what it polled
+			}
 			if err := c.commitPositions(ctx, gs, member); err != nil {
 				c.log.Warn("auto-commit on leave failed", "group", group, "member", member, "err", err)
 			}
@@ -619,6 +630,12 @@ func (c *Coordinator) PollStart(ctx context.Context, group, member string, ack i
 			return err
 		}
 		gs.settle(member, ack, ms)
+		pp := gs.polls[member]
+		if pp == nil {
+			pp = &pendingPoll{}
+			gs.polls[member] = pp
+		}
+		pp.acks = ack >= 0
 		if err := c.reveal(ctx, gs); err != nil {
 			return err
 		}

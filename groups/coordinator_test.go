@@ -420,3 +420,62 @@ func TestCoordinatorPicksUpNewPartitions(t *testing.T) {
 		t.Fatalf("after new partitions: %+v %v", hb, err)
 	}
 }
+
+// TestCoordinatorLeaveCommitsOnlyAcknowledgedReplies: an auto-committing
+// member that acknowledges its replies and leaves right after a poll whose
+// reply it never got (lost on the way) must not have that reply's
+// positions committed: the records would be skipped by the whole group.
+// A member that never acks (curl) still has its last reply committed.
+func TestCoordinatorLeaveCommitsOnlyAcknowledgedReplies(t *testing.T) {
+	f := newCoord(t)
+	f.env.setTopic("orders", 1, 0, 100)
+	ctx := context.Background()
+	to := func(off int64) []client.GroupPosition {
+		return []client.GroupPosition{{Topic: "orders", Partition: 0, Offset: off}}
+	}
+	committed := func() int64 {
+		t.Helper()
+		offs, err := f.c.Offsets(ctx, "g")
+		if err != nil || len(offs.Offsets) != 1 {
+			t.Fatalf("offsets: %+v %v", offs, err)
+		}
+		return *offs.Offsets[0].CommittedOffset
+	}
+
+	m := f.join("orders")
+	p, err := f.c.PollStart(ctx, "g", m.MemberID, 0) // the first poll acks 0
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := f.c.PollDone(ctx, "g", m.MemberID, p.Generation, to(10)) // received
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err = f.c.PollStart(ctx, "g", m.MemberID, id); err != nil || p.Positions[0].Offset != 10 {
+		t.Fatalf("poll acknowledging the first reply: %+v %v", p, err)
+	}
+	if _, err := f.c.PollDone(ctx, "g", m.MemberID, p.Generation, to(20)); err != nil { // this reply is lost
+		t.Fatal(err)
+	}
+	if err := f.c.Leave(ctx, "g", m.MemberID); err != nil {
+		t.Fatal(err)
+	}
+	if got := committed(); got != 10 {
+		t.Fatalf("committed %d on leave, want 10: records 10-19 were never acknowledged", got)
+	}
+
+	// Without acks the last reply counts as received, as for any poll.
+	m = f.join("orders")
+	if p, err = f.c.PollStart(ctx, "g", m.MemberID, -1); err != nil || p.Positions[0].Offset != 10 {
+		t.Fatalf("the next member's position: %+v %v", p, err)
+	}
+	if _, err := f.c.PollDone(ctx, "g", m.MemberID, p.Generation, to(30)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.Leave(ctx, "g", m.MemberID); err != nil {
+		t.Fatal(err)
+	}
+	if got := committed(); got != 30 {
+		t.Fatalf("committed %d on leave without acks, want 30", got)
+	}
+}
