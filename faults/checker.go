@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Anomaly kinds: each is a violation of an invariant of DESIGN.md §7 (the
@@ -59,6 +60,11 @@ const (
 	AnomalyCommitBackwards = "commit-backwards"
 	// A commit of an older generation succeeded after a newer one was seen [8].
 	AnomalyStaleCommit = "stale-commit"
+	// An acknowledged acks=all write of a durable topic a group subscribed
+	// to, present in the final log, that no member of the group received,
+	// though the members polled until they had every record after healing
+	// (at-least-once delivery) [1, 3, 8].
+	AnomalyGroupUnseenAck = "group-unseen-ack"
 )
 
 // Anomaly is one violation, with the operations that show it.
@@ -150,6 +156,7 @@ func Check(h *History) []Anomaly {
 	c.replicas()
 	c.owners()
 	c.commits()
+	c.groupDelivery()
 	slices.SortStableFunc(c.out, func(a, b Anomaly) int { return cmp.Compare(a.Kind, b.Kind) })
 	return c.out
 }
@@ -531,42 +538,84 @@ func (c *checker) consumerOrder() {
 }
 
 // groupOrder: within one generation, a member's polls continue each of its
-// partitions where the previous poll left it. A poll that failed or whose
-// outcome is unknown may have moved the positions, a seek moves them, and a
-// new generation or a lost assignment starts afresh.
+// partitions where the last reply it received left it. The ack protocol
+// makes this hold across lost replies: a poll acknowledges the last reply
+// the member received (its Ack is that reply's PollID), and the coordinator
+// moves the positions past a reply's records only once it is acknowledged,
+// serving a lost reply's records again. So a poll that failed or whose
+// outcome is unknown changes nothing when the next ok poll acknowledges the
+// last ok one; without poll ids to show that (PollID 0) such a poll starts
+// the checks afresh, as does an ok poll acknowledging another reply than
+// the last one received. A seek, a new generation, a lost assignment, a
+// join (a new member) and a commit by the member past where its polls had
+// come (an explicit commit moves the position) start afresh too.
 func (c *checker) groupOrder() {
 	type pos struct {
 		gen  int32
 		last int64
 		op   int
 	}
-	members := map[string]map[TP]pos{} // group + member -> partition -> last offset read
+	type memberState struct {
+		parts  map[TP]pos // partition -> last offset received
+		lastOK *Op        // the last ok poll
+		doubt  bool       // a poll since lastOK failed or was lost
+	}
+	members := map[string]*memberState{} // group + member
 	ops := c.sortedByInvoke(func(op *Op) bool {
-		return op.Group != "" && (op.Kind == KindPoll || op.Kind == KindSeek || op.Kind == KindJoin)
+		switch op.Kind {
+		case KindPoll, KindSeek, KindJoin, KindCommit:
+			return op.Group != ""
+		}
+		return false
 	})
 	for _, op := range ops {
 		m := op.Group + "\x00" + op.MemberID
-		if op.Kind != KindPoll || op.Outcome != OK {
-			if op.Kind == KindSeek && op.Outcome == OK && op.Topic != "" {
-				delete(members[m], TP{op.Topic, op.Partition})
+		st := members[m]
+		switch op.Kind {
+		case KindJoin:
+			delete(members, m)
+			continue
+		case KindSeek:
+			if op.Outcome == OK && op.Topic != "" && st != nil {
+				delete(st.parts, TP{op.Topic, op.Partition})
+			} else {
+				delete(members, m) // any doubt: start afresh
+			}
+			continue
+		case KindCommit:
+			if op.Outcome == Fail || st == nil {
 				continue
 			}
-			delete(members, m) // any doubt: start afresh
+			for _, e := range op.Commits {
+				tp := TP{e.Topic, e.Partition}
+				if p, ok := st.parts[tp]; ok && e.Offset > p.last+1 {
+					delete(st.parts, tp)
+				}
+			}
 			continue
 		}
-		state := members[m]
-		if state == nil {
-			state = map[TP]pos{}
-			members[m] = state
+		if op.Outcome != OK {
+			if st != nil {
+				st.doubt = true
+			}
+			continue
 		}
-		for tp, p := range state {
+		if st == nil {
+			st = &memberState{parts: map[TP]pos{}}
+			members[m] = st
+		}
+		if st.lastOK != nil && (op.Ack != st.lastOK.PollID || (st.doubt && st.lastOK.PollID == 0)) {
+			clear(st.parts) // the last reply was not acknowledged: it is served again
+		}
+		st.lastOK, st.doubt = op, false
+		for tp, p := range st.parts {
 			if p.gen != op.Generation || !slices.Contains(op.Assignments, tp) {
-				delete(state, tp)
+				delete(st.parts, tp)
 			}
 		}
 		for _, r := range op.Records {
 			tp := recordTP(op, r)
-			p, ok := state[tp]
+			p, ok := st.parts[tp]
 			if ok {
 				switch {
 				case r.Offset > p.last+1:
@@ -575,7 +624,7 @@ func (c *checker) groupOrder() {
 					c.add(AnomalyPollBackwards, tp, r.Offset, []int{p.op, op.ID}, "member %s generation %d: record at %d after %d", op.MemberID, op.Generation, r.Offset, p.last)
 				}
 			}
-			state[tp] = pos{gen: op.Generation, last: r.Offset, op: op.ID}
+			st.parts[tp] = pos{gen: op.Generation, last: r.Offset, op: op.ID}
 		}
 	}
 }
@@ -810,7 +859,8 @@ func (c *checker) commits() {
 			}
 			if best != nil && b.offset < best.offset {
 				c.add(AnomalyCommitBackwards, k.tp, b.offset, []int{best.op.ID, b.op.ID},
-					"group %s: committed offset %d (op #%d, %s) after %d (op #%d)", k.group, b.offset, b.op.ID, b.op.Kind, best.offset, best.op.ID)
+					"group %s: committed offset %d (op #%d, %s) after %d (op #%d)%s", k.group, b.offset, b.op.ID, b.op.Kind, best.offset, best.op.ID,
+					c.faultsBetween(best.op.Complete, b.op.Invoke))
 			}
 		}
 	}
@@ -825,6 +875,83 @@ func (c *checker) commits() {
 					"group %s: commit of generation %d accepted after generation %d was seen", op.Group, op.Generation, g.Generation)
 				break
 			}
+		}
+	}
+}
+
+// faultsBetween names the faults injected between two times (" across
+// kill-coordinator n2 at 31.0s, ..."), "" when none was.
+func (c *checker) faultsBetween(from, to time.Duration) string {
+	var parts []string
+	for _, f := range c.h.Faults {
+		if f.Start >= from && f.Start <= to {
+			parts = append(parts, fmt.Sprintf("%s %s at %.1fs", f.Kind, f.Target, f.Start.Seconds()))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	if len(parts) > 3 {
+		parts = append(parts[:3], fmt.Sprintf("and %d more", len(parts)-3))
+	}
+	return ", across " + strings.Join(parts, "; ")
+}
+
+// groupDelivery: every acknowledged acks=all write of a durable topic a
+// group subscribed to, and present in the final log (else lost-write says
+// so), was received by some member of the group: the members polled after
+// healing until they had every record, and a lost reply is served again,
+// so a write no member received was skipped.
+func (c *checker) groupDelivery() {
+	for _, g := range c.h.Groups {
+		received := map[string]bool{}
+		for i := range c.h.Ops {
+			op := &c.h.Ops[i]
+			if op.Kind == KindPoll && op.Group == g.Name && op.Outcome == OK {
+				for _, r := range op.Records {
+					received[r.Value] = true
+				}
+			}
+		}
+		type missing struct {
+			values []string
+			first  int64
+			ops    []int
+		}
+		byTP := map[TP]*missing{}
+		for i := range c.h.Ops {
+			op := &c.h.Ops[i]
+			if op.Kind != KindProduce || op.Outcome != OK || op.Acks != "all" || !slices.Contains(g.Topics, op.Topic) {
+				continue
+			}
+			if spec, ok := c.h.topic(op.Topic); !ok || !spec.Durable() {
+				continue
+			}
+			tp := TP{op.Topic, op.Partition}
+			for j, v := range op.Values {
+				if j >= len(op.Offsets) || received[v] {
+					continue
+				}
+				off := op.Offsets[j]
+				if got, ok := c.final[tp][off]; !ok || got != v {
+					continue // not in the final log: lost-write or unseen-after-heal
+				}
+				ms := byTP[tp]
+				if ms == nil {
+					ms = &missing{first: off}
+					byTP[tp] = ms
+				}
+				ms.values = append(ms.values, fmt.Sprintf("%s@%d", v, off))
+				ms.first = min(ms.first, off)
+				if len(ms.ops) == 0 || ms.ops[len(ms.ops)-1] != op.ID {
+					ms.ops = append(ms.ops, op.ID)
+				}
+			}
+		}
+		for _, tp := range sortedTPKeys(byTP) {
+			ms := byTP[tp]
+			c.add(AnomalyGroupUnseenAck, tp, ms.first, ms.ops, "group %s: %d acknowledged values in the final log that no member received: %s",
+				g.Name, len(ms.values), abbreviate(ms.values))
 		}
 	}
 }

@@ -115,11 +115,18 @@ func clean() *hb {
 	b.meta(1, 1, 0, 2, 2, 2, 3)
 	b.meta(1, 2, 0, -1, 2, 2) // leaderless, last ISR member kept
 	b.meta(2, 0.5, 0, 1, 1, 1, 2, 3)
-	// The group: gen 1 with two members, gen 2 after m2 left; m1 rewinds with a seek.
+	// The group: gen 1 with two members, gen 2 after m2 left; m1 rewinds
+	// with a seek. A reply to m1 is lost: its next poll acknowledges the
+	// last reply received, and continues from there.
+	b.h.Groups = []GroupSpec{{Name: "g", Topics: []string{"t", "one"}}}
 	b.group(KindJoin, "m1", 1, 0, 0.1, 0)
 	b.group(KindJoin, "m2", 1, 0, 0.2, 1)
-	b.poll("m1", 1, 1, 1.1, 0, 0, "a", "b")
-	b.poll("m1", 1, 1.2, 1.3, 0, 2, "c")
+	b.poll("m1", 1, 1, 1.1, 0, 0, "a", "b").PollID = 1
+	b.add(Op{Process: "m1", Kind: KindPoll, Group: "g", MemberID: "m1", Invoke: sec(1.12), Complete: sec(1.18), Outcome: Unknown,
+		Ack: 1, Error: "connection reset"})
+	lost := b.poll("m1", 1, 1.2, 1.3, 0, 2, "c")
+	lost.Ack, lost.PollID = 1, 3
+	b.poll("m2", 1, 1, 1.1, 1, 0, "e")
 	b.commit(KindCommit, "m1", 1, 1.4, 1.5, 0, 3)
 	b.commit(KindFetchCommitted, "m1", 0, 1.6, 1.7, 0, 3)
 	b.group(KindLeave, "m2", 1, 2, 2.1)
@@ -187,7 +194,18 @@ func TestCheckerNamesEachAnomaly(t *testing.T) {
 			b.poll("m1", 2, 3.4, 3.5, 0, 3, "d") // after the rewind read 0, 3 skips 1 and 2
 		}},
 		{AnomalyPollBackwards, func(b *hb) {
-			b.poll("m1", 1, 1.31, 1.35, 0, 1, "b") // gen 1 had read up to 2
+			b.poll("m1", 1, 1.31, 1.35, 0, 1, "b").Ack = 3 // gen 1 had read up to 2
+		}},
+		{AnomalyPollSkip, func(b *hb) {
+			// A reply lost after m1 had read up to 2: the next poll,
+			// acknowledging the reply that reached it, must start at 3.
+			b.add(Op{Process: "m1", Kind: KindPoll, Group: "g", MemberID: "m1", Invoke: sec(1.31), Complete: sec(1.33), Outcome: Unknown, Ack: 3})
+			b.poll("m1", 1, 1.34, 1.36, 0, 4, "y").Ack = 3
+		}},
+		{AnomalyPollBackwards, func(b *hb) {
+			// The same, served the acknowledged reply's record again.
+			b.add(Op{Process: "m1", Kind: KindPoll, Group: "g", MemberID: "m1", Invoke: sec(1.31), Complete: sec(1.33), Outcome: Fail, Ack: 3})
+			b.poll("m1", 1, 1.34, 1.36, 0, 2, "c", "d").Ack = 3
 		}},
 		{AnomalyWriteOrder, func(b *hb) {
 			// Sent after offset 3 was acknowledged, yet at 2.
@@ -223,6 +241,17 @@ func TestCheckerNamesEachAnomaly(t *testing.T) {
 		{AnomalyCommitBackwards, func(b *hb) { b.commit(KindCommit, "m1", 1, 1.8, 1.9, 0, 2) }},
 		{AnomalyCommitBackwards, func(b *hb) { b.commit(KindFetchCommitted, "admin", 0, 3.4, 3.5, 0, -1) }},
 		{AnomalyStaleCommit, func(b *hb) { b.commit(KindCommit, "m2", 1, 3, 3.1, 1, 0) }},
+		{AnomalyGroupUnseenAck, func(b *hb) {
+			// m2's only poll of e lost its reply: nobody in the group got e.
+			for i := range b.h.Ops {
+				if op := &b.h.Ops[i]; op.Kind == KindPoll && op.MemberID == "m2" {
+					op.Outcome = Unknown
+				}
+			}
+		}},
+		{EventGroupNotDrained, func(b *hb) {
+			b.h.Events = append(b.h.Events, Event{At: sec(99), Kind: EventGroupNotDrained, Detail: "group g: t/1 short"})
+		}},
 		{EventNodeCrash, func(b *hb) {
 			b.h.Events = append(b.h.Events, Event{At: sec(3), Kind: EventNodeCrash, Node: 2, Detail: "exit 2"})
 		}},
@@ -238,7 +267,7 @@ func TestCheckerNamesEachAnomaly(t *testing.T) {
 		for _, a := range got {
 			if a.Kind == tc.kind {
 				d := a.Describe(&b.h)
-				if tc.kind != EventNodeCrash && !strings.Contains(d, "\n    #") && a.Kind != AnomalyReplicaDivergence && a.Kind != AnomalyOffsetConflict {
+				if tc.kind != EventNodeCrash && tc.kind != EventGroupNotDrained && !strings.Contains(d, "\n    #") && a.Kind != AnomalyReplicaDivergence && a.Kind != AnomalyOffsetConflict {
 					t.Errorf("%s names no operation: %s", tc.kind, d)
 				}
 				t.Logf("%s", d)
@@ -246,6 +275,54 @@ func TestCheckerNamesEachAnomaly(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The group rules allow what the protocols allow: a reply the member did
+// not acknowledge is served again (its records repeat), a write lost
+// before anyone could read it is lost-write's to report, not the group's,
+// and a group need not receive writes of topics it did not subscribe to.
+func TestCheckerGroupAllowances(t *testing.T) {
+	b := clean()
+	// m1 says it never got reply 3 (ack 1): c comes again.
+	b.poll("m1", 1, 1.31, 1.35, 0, 2, "c").Ack = 1
+	// A write of "one" (acks=1, not durable) and none of its reads: fine.
+	if as := Check(&b.h); len(as) != 0 {
+		t.Fatalf("anomalies: %v", kinds(as))
+	}
+	b = clean()
+	b.produce("p3", 0, 4, 5, OK, []string{"z"}, 4) // the final log has y at 4
+	for _, k := range kinds(Check(&b.h)) {
+		if k == AnomalyGroupUnseenAck {
+			t.Fatalf("a write missing from the final log reported as unseen by the group as well: %v", kinds(Check(&b.h)))
+		}
+	}
+	b = clean()
+	b.h.Groups[0].Topics = []string{"one"}
+	for i := range b.h.Ops {
+		if op := &b.h.Ops[i]; op.Kind == KindPoll {
+			op.Records = nil
+		}
+	}
+	if as := Check(&b.h); len(as) != 0 {
+		t.Fatalf("anomalies: %v", kinds(as))
+	}
+}
+
+// TestCheckerNamesFaultsAcrossACommitRegression: a committed offset lower
+// than one seen before a coordinator was killed names the kill.
+func TestCheckerNamesFaultsAcrossACommitRegression(t *testing.T) {
+	b := clean()
+	b.h.Faults = append(b.h.Faults, FaultWindow{Kind: "kill-coordinator", Target: "coordinator of group g: n2", Start: sec(1.75), End: sec(1.78)})
+	b.commit(KindFetchCommitted, "reader", 0, 1.8, 1.9, 0, 2)
+	for _, a := range Check(&b.h) {
+		if a.Kind == AnomalyCommitBackwards {
+			if !strings.Contains(a.Detail, "across kill-coordinator coordinator of group g: n2 at 1.8s") {
+				t.Fatalf("detail does not name the kill: %s", a.Detail)
+			}
+			return
+		}
+	}
+	t.Fatal("commit-backwards not named")
 }
 
 // A lost acks=1 write is allowed (DESIGN §7.1 promises acks=all only) and a

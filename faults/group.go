@@ -26,9 +26,10 @@ func withAssignment(op *Op, r client.MemberAssignment) {
 }
 
 // withPoll records a poll reply: the generation the records were read in,
-// the member's partitions then, and each record with its partition.
+// the member's partitions then, the reply's poll_id and each record with
+// its partition. (The ack the poll sent is the caller's to set.)
 func withPoll(op *Op, r client.GroupRecords) error {
-	op.MemberID, op.Generation = r.MemberID, r.Generation
+	op.MemberID, op.Generation, op.PollID = r.MemberID, r.Generation, r.PollID
 	op.Assignments = toTPs(r.Assignments)
 	for _, rec := range r.Records {
 		if rec.Topic == "" || rec.Partition == nil {

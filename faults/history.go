@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -36,7 +37,7 @@ const (
 
 	KindJoin           Kind = "join"            // a member joined: MemberID, Generation, Assignments
 	KindHeartbeat      Kind = "heartbeat"       // MemberID, Generation, Assignments as the reply says
-	KindPoll           Kind = "poll"            // a member's records (each with Topic/Partition) in Generation
+	KindPoll           Kind = "poll"            // a member's records (each with Topic/Partition) in Generation; Ack sent, PollID received
 	KindCommit         Kind = "commit"          // Commits by MemberID in Generation
 	KindFetchCommitted Kind = "fetch-committed" // the group's committed offsets as read (Offset -1: none)
 	KindLeave          Kind = "leave"
@@ -111,6 +112,11 @@ type Op struct {
 	Generation  int32         `json:"generation,omitempty"`
 	Assignments []TP          `json:"assignments,omitempty"`
 	Commits     []CommitEntry `json:"commits,omitempty"`
+	// A poll's ack (the poll_id of the member's last reply received, 0
+	// before any) and the poll_id of its reply: positions move past a
+	// reply's records only once the next poll acknowledges it.
+	Ack    int64 `json:"ack,omitempty"`
+	PollID int64 `json:"poll_id,omitempty"`
 
 	// Meta: ObservedBy is the node described.
 	ObservedBy int             `json:"observed_by,omitempty"`
@@ -137,8 +143,11 @@ func (o Op) String() string {
 		}
 	case KindConsume, KindFinalRead, KindSeek:
 		s += fmt.Sprintf(" from %d: %d records, next %d, hw %d", o.Offset, len(o.Records), o.NextOffset, o.HW)
-	case KindPoll, KindJoin, KindHeartbeat, KindCommit:
+	case KindPoll, KindJoin, KindHeartbeat, KindCommit, KindLeave:
 		s += fmt.Sprintf(" group %s member %s gen %d", o.Group, o.MemberID, o.Generation)
+		if o.Kind == KindPoll {
+			s += fmt.Sprintf(" ack %d poll_id %d: %s", o.Ack, o.PollID, groupRecordsSummary(o.Records))
+		}
 		if len(o.Commits) > 0 {
 			s += fmt.Sprintf(" commits %v", o.Commits)
 		}
@@ -151,6 +160,36 @@ func (o Op) String() string {
 		s += ", " + o.Error
 	}
 	return s + "]"
+}
+
+// groupRecordsSummary is a poll's records as "t/0@3..5 t/1@7" (the
+// offsets of each partition, first to last, in the order they came).
+func groupRecordsSummary(recs []ReadRecord) string {
+	if len(recs) == 0 {
+		return "no records"
+	}
+	type span struct{ first, last int64 }
+	var order []TP
+	spans := map[TP]*span{}
+	for _, r := range recs {
+		tp := TP{r.Topic, r.Partition}
+		if sp, ok := spans[tp]; ok {
+			sp.last = r.Offset
+			continue
+		}
+		order = append(order, tp)
+		spans[tp] = &span{r.Offset, r.Offset}
+	}
+	parts := make([]string, 0, len(order))
+	for _, tp := range order {
+		sp := spans[tp]
+		if sp.first == sp.last {
+			parts = append(parts, fmt.Sprintf("%s@%d", tp, sp.first))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s@%d..%d", tp, sp.first, sp.last))
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 func abbreviate(vs []string) string {
@@ -187,6 +226,9 @@ const (
 	EventNotFenced   = "not-fenced"        // a killed node was not fenced within a few session timeouts
 	EventFinalFailed = "final-read-failed" // the final read could not read a partition up to its HW
 	EventHarness     = "harness-error"     // the harness could not do its part (a workload could not start)
+	// After healing, a consumer group's members did not receive every
+	// record of its topics in time: the group cannot deliver them.
+	EventGroupNotDrained = "group-not-drained"
 )
 
 // TopicSpec is a topic a run writes to.
@@ -234,10 +276,21 @@ type FinalPartition struct {
 	Replicas  []ReplicaLog `json:"replicas,omitempty"`
 }
 
+// GroupSpec is a consumer group a run drove: its members subscribed to
+// Topics and, once the load stopped and the cluster healed, polled until
+// they had received every record of those topics (so every acknowledged
+// write must be among the records its members received).
+type GroupSpec struct {
+	Name       string   `json:"name"`
+	Topics     []string `json:"topics"`
+	AutoCommit bool     `json:"auto_commit"`
+}
+
 // History is everything a run recorded.
 type History struct {
 	Seed   int64            `json:"seed"`
 	Topics []TopicSpec      `json:"topics"`
+	Groups []GroupSpec      `json:"groups,omitempty"`
 	Ops    []Op             `json:"ops"`
 	Faults []FaultWindow    `json:"faults"`
 	Events []Event          `json:"events"`
