@@ -21,12 +21,12 @@ func smokeProfile() []phase {
 		{name: "3 nodes", nodes: 3, faults: allFaults(), duration: 40 * time.Second,
 			holdLo: 3 * time.Second, holdHi: 6 * time.Second, downLo: 2 * time.Second, downHi: 4 * time.Second,
 			gapLo: time.Second, gapHi: 2 * time.Second, waitHealthy: 30 * time.Second,
-			partitions: 3, producers: 2, acks1: true, pace: 20 * time.Millisecond, maxOps: 20000},
+			partitions: 3, producers: 2, acks1: true, pace: 20 * time.Millisecond, maxOps: 20000, groupMembers: 3},
 		{name: "5 nodes", nodes: 5, mode: modeProxy,
-			faults: []string{FaultPartRing, FaultPartMinority, FaultKillLeader, FaultPartClient},
+			faults: []string{FaultPartRing, FaultPartMinority, FaultKillLeader, FaultPartClient, FaultKillCoordinator},
 			holdLo: 3 * time.Second, holdHi: 5 * time.Second, downLo: 2 * time.Second, downHi: 3 * time.Second,
 			gapLo: time.Second, gapHi: 2 * time.Second, waitHealthy: 30 * time.Second,
-			partitions: 3, producers: 2, pace: 30 * time.Millisecond, maxOps: 20000},
+			partitions: 3, producers: 2, pace: 30 * time.Millisecond, maxOps: 20000, groupMembers: 3},
 	}
 }
 
@@ -34,7 +34,7 @@ func longProfile(d time.Duration) []phase {
 	base := phase{
 		holdLo: 2 * time.Second, holdHi: 12 * time.Second, downLo: time.Second, downHi: 8 * time.Second,
 		gapLo: 500 * time.Millisecond, gapHi: 4 * time.Second,
-		producers: 3, acks1: true, pace: 10 * time.Millisecond, maxOps: 10_000_000,
+		producers: 3, acks1: true, pace: 10 * time.Millisecond, maxOps: 10_000_000, groupMembers: 3,
 	}
 	three, five := base, base
 	three.name, three.nodes, three.partitions, three.duration = "3 nodes", 3, 4, d/2

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,21 +21,21 @@ import (
 
 // Fault kinds.
 const (
-	FaultKillRandom     = "kill-random"                 // kill -9 a random node, restart it later
-	FaultKillLeader     = "kill-leader"                 // kill -9 the leader of a partition
-	FaultKillController = "kill-controller"             // kill -9 the controller
-	FaultPauseLeader    = "pause-leader"                // SIGSTOP a partition leader past the session timeout, then SIGCONT
-	FaultPartLeader     = "partition-leader-followers"  // a partition's leader cut from its followers
-	FaultPartController = "partition-leader-controller" // a partition's leader cut from the controller
-	FaultPartMinority   = "partition-minority"          // a minority of the nodes cut from the majority
-	FaultPartRing       = "partition-ring"              // each node reaches only its ring neighbours (3 nodes: a bridge)
-	FaultPartClient     = "partition-client-leader"     // the clients cut from a partition's leader
-	FaultTornTail       = "torn-tail"                   // kill -9, tear the newest segment's tail, restart once fenced
-	FaultTornTailQuick  = "torn-tail-quick-restart"     // the same, restarted at once (before the controller notices)
-	FaultDiskFull       = "disk-full"                   // a node's data disk filled up, then freed
-	FaultClockSkew      = "clock-skew"                  // never injected: see clockSkewUnsupported
+	FaultKillRandom      = "kill-random"                 // kill -9 a random node, restart it later
+	FaultKillLeader      = "kill-leader"                 // kill -9 the leader of a partition
+	FaultKillController  = "kill-controller"             // kill -9 the controller
+	FaultKillCoordinator = "kill-coordinator"            // kill -9 the coordinator of a consumer group
+	FaultPauseLeader     = "pause-leader"                // SIGSTOP a partition leader past the session timeout, then SIGCONT
+	FaultPartLeader      = "partition-leader-followers"  // a partition's leader cut from its followers
+	FaultPartController  = "partition-leader-controller" // a partition's leader cut from the controller
+	FaultPartMinority    = "partition-minority"          // a minority of the nodes cut from the majority
+	FaultPartRing        = "partition-ring"              // each node reaches only its ring neighbours (3 nodes: a bridge)
+	FaultPartClient      = "partition-client-leader"     // the clients cut from a partition's leader
+	FaultTornTail        = "torn-tail"                   // kill -9, tear the newest segment's tail, restart once fenced
+	FaultTornTailQuick   = "torn-tail-quick-restart"     // the same, restarted at once (before the controller notices)
+	FaultDiskFull        = "disk-full"                   // a node's data disk filled up, then freed
+	FaultClockSkew       = "clock-skew"                  // never injected: see clockSkewUnsupported
 )
-
 
 // Why some faults are not injected.
 const (
@@ -45,7 +46,7 @@ const (
 // allFaults lists every kind the nemesis can inject, in a fixed order.
 func allFaults() []string {
 	return []string{
-		FaultKillRandom, FaultKillLeader, FaultKillController, FaultPauseLeader,
+		FaultKillRandom, FaultKillLeader, FaultKillController, FaultKillCoordinator, FaultPauseLeader,
 		FaultPartLeader, FaultPartController, FaultPartMinority, FaultPartRing, FaultPartClient,
 		FaultTornTail, FaultTornTailQuick, FaultDiskFull,
 	}
@@ -59,6 +60,7 @@ type nemesis struct {
 	n      uint64      // faults drawn so far
 	rng    *rand.Rand  // the current fault's random source (see next)
 	topics []TopicSpec // faults target partitions of the first
+	groups []string    // the consumer groups of the load (kill-coordinator)
 }
 
 // next gives the next fault a random source of its own, derived from the
@@ -125,6 +127,28 @@ func (nm *nemesis) leaderOtherThan(id int) (int, string) {
 	return 0, ""
 }
 
+// coordinator picks one of the load's consumer groups and returns its
+// coordinator as a live node describes the group (GET /v1/groups/{g}), 0
+// when none says.
+func (nm *nemesis) coordinator() (int, string) {
+	if len(nm.groups) == 0 {
+		return 0, "coordinator of no group (the load has none)"
+	}
+	g := nm.groups[nm.rng.IntN(len(nm.groups))]
+	var last error = errors.New("no live node")
+	for _, i := range nm.c.live() {
+		var desc client.Group
+		if err := nm.c.ctlDo(i, "/v1/groups/"+url.PathEscape(g), &desc); err != nil {
+			last = err
+			continue
+		}
+		if desc.Coordinator > 0 {
+			return int(desc.Coordinator), "coordinator of group " + g
+		}
+	}
+	return 0, fmt.Sprintf("coordinator of group %s unknown (%v)", g, last)
+}
+
 // randomLive is a random running, unpaused node (0 when there is none).
 func (nm *nemesis) randomLive() int {
 	live := nm.c.live()
@@ -140,7 +164,7 @@ func (nm *nemesis) randomLive() int {
 func (nm *nemesis) inject(kind string) (*activeFault, error) {
 	f := &activeFault{kind: kind, start: nm.c.rec.Now()}
 	switch kind {
-	case FaultKillRandom, FaultKillLeader, FaultKillController:
+	case FaultKillRandom, FaultKillLeader, FaultKillController, FaultKillCoordinator:
 		var target int
 		switch kind {
 		case FaultKillRandom:
@@ -152,6 +176,10 @@ func (nm *nemesis) inject(kind string) (*activeFault, error) {
 		case FaultKillController:
 			target = nm.c.controller()
 			f.target = "controller: "
+		case FaultKillCoordinator:
+			var desc string
+			target, desc = nm.coordinator()
+			f.target = desc + ": "
 		}
 		if target <= 0 || !nm.c.node(target).running() {
 			target = nm.randomLive()

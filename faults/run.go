@@ -43,6 +43,10 @@ type phase struct {
 	acks1       bool
 	pace        time.Duration // between a producer's requests
 	maxOps      int           // per producer or consumer process
+	// groupMembers, when set, adds two consumer groups on every topic of
+	// the phase, one auto-committing and one committing explicitly, each
+	// with this many members.
+	groupMembers int
 }
 
 // runConfig is what a phase needs from the test.
@@ -64,7 +68,8 @@ type phaseResult struct {
 	history   History
 	anomalies []Anomaly
 	skipped   map[string]string
-	err       error // the phase could not run to its end
+	groups    []string // how each consumer group's drain went
+	err       error    // the phase could not run to its end
 }
 
 const (
@@ -73,7 +78,34 @@ const (
 	settleTimeout = 90 * time.Second
 	warmup        = 3 * time.Second
 	quietAfter    = 3 * time.Second
+	// groupSession is the members' session timeout: longer than a paused
+	// node's pause, short enough that members cut off expire in a fault.
+	groupSession = 6 * time.Second
+	drainTimeout = 60 * time.Second
 )
+
+// groupLoads are the consumer groups of a phase (none without groupMembers):
+// one auto-committing with the sticky assignor, one committing explicitly
+// with range, both on every topic, members leaving and re-joining now and
+// then.
+func groupLoads(ph phase, topics []TopicSpec) []*groupLoad {
+	if ph.groupMembers <= 0 {
+		return nil
+	}
+	var names []string
+	for _, ts := range topics {
+		names = append(names, ts.Name)
+	}
+	mk := func(name string, auto bool, assignor string, worker int) *groupLoad {
+		return &groupLoad{spec: GroupSpec{Name: name, Topics: names, AutoCommit: auto}, assignor: assignor,
+			members: ph.groupMembers, session: groupSession, maxOps: ph.maxOps, worker: worker,
+			leaveLo: 60, leaveHi: 160, pace: 100 * time.Millisecond}
+	}
+	return []*groupLoad{
+		mk("faults-auto", true, "sticky", 200),
+		mk("faults-explicit", false, "range", 300),
+	}
+}
 
 // runPhase runs one phase; cleanup (kill, unmount, namespaces) is
 // registered with addCleanup and also runs when the phase fails half-way.
@@ -140,6 +172,12 @@ func runPhase(ph phase, cfg runConfig, addCleanup func(func())) *phaseResult {
 			&producers{topic: ts, workers: workers, prefix: fmt.Sprintf("%c", 'a'+k), maxOps: ph.maxOps, pace: ph.pace, maxRecs: 4},
 			&consumers{topic: ts, maxOps: ph.maxOps})
 	}
+	gls := groupLoads(ph, topics)
+	var groupNames []string
+	for _, gl := range gls {
+		workloads = append(workloads, gl)
+		groupNames = append(groupNames, gl.spec.Name)
+	}
 	workloads = append(workloads, &observer{c: c, topics: topics, interval: time.Second})
 	loadCtx, stopLoad := context.WithCancel(context.Background())
 	defer stopLoad()
@@ -153,7 +191,7 @@ func runPhase(ph phase, cfg runConfig, addCleanup func(func())) *phaseResult {
 	}
 	sleepCtx(context.Background(), warmup) // load before the first fault
 
-	nm := &nemesis{c: c, seed: cfg.seed, topics: topics}
+	nm := &nemesis{c: c, seed: cfg.seed, topics: topics, groups: groupNames}
 	for _, k := range append(allFaults(), FaultClockSkew) {
 		if why := nm.skipReason(k); why != "" {
 			res.skipped[k] = why
@@ -176,18 +214,59 @@ func runPhase(ph phase, cfg runConfig, addCleanup func(func())) *phaseResult {
 	if err := nw.check(); err != nil {
 		rec.Event(EventHarness, 0, "%v", err)
 	}
+	res.groups = drainGroups(gls, env, logf)
 	final := finalRead(c, rec, topics)
 	stopped := stopAll(c, rec)
 	readReplicas(c, final, stopped)
 
 	h := rec.History()
 	h.Seed, h.Topics, h.Final = cfg.seed, topics, final
+	for _, gl := range gls {
+		h.Groups = append(h.Groups, gl.spec)
+	}
 	res.history = h
 	res.anomalies = Check(&h)
 	if err := h.WriteFile(filepath.Join(dir, "history.json")); err != nil {
 		logf("%v", err)
 	}
 	return res
+}
+
+// drainGroups lets every group's members poll until they have received
+// every record (see groupLoad.Drain), the groups at once, and describes how
+// each went. A group that cannot get there on a healed cluster is an
+// anomaly of its own (EventGroupNotDrained).
+func drainGroups(gls []*groupLoad, env *Env, logf func(string, ...any)) []string {
+	notes := make([]string, len(gls))
+	var wg sync.WaitGroup
+	for i, gl := range gls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+			defer cancel()
+			start := time.Now()
+			ends, short, err := gl.Drain(ctx, env)
+			took := time.Since(start).Round(100 * time.Millisecond)
+			switch {
+			case err != nil:
+				env.Rec.Event(EventGroupNotDrained, 0, "group %s: %v", gl.spec.Name, err)
+				notes[i] = fmt.Sprintf("%s: not drained: %v", gl.spec.Name, err)
+			case len(short) > 0:
+				env.Rec.Event(EventGroupNotDrained, 0, "group %s: after %v the members had not received every record of %v", gl.spec.Name, took, short)
+				notes[i] = fmt.Sprintf("%s: not drained in %v: %v short", gl.spec.Name, took, short)
+			default:
+				var total int64
+				for _, e := range ends {
+					total += e
+				}
+				notes[i] = fmt.Sprintf("%s: every record of %d partitions (%d records) received, drained in %v", gl.spec.Name, len(ends), total, took)
+			}
+			logf("%s", notes[i])
+		}()
+	}
+	wg.Wait()
+	return notes
 }
 
 // nodeFlags are the serve flags of every node: faster ISR changes than the
@@ -200,6 +279,10 @@ func nodeFlags() []string {
 		"--shutdown-timeout-ms", "10000",
 		"--default-replication-factor", "3",
 		"--min-insync-replicas", "2",
+		// Few offsets partitions (a two-core box), small segments so that
+		// the offsets topic rolls and compacts while coordinators fail over.
+		"--groups-offsets-partitions", "4",
+		"--groups-offsets-segment-bytes", "65536",
 	}
 }
 
@@ -250,7 +333,7 @@ func injectAndHeal(ph phase, nm *nemesis, sched *rand.Rand, rec *Recorder, logf 
 	}
 	hold := between(ph.holdLo, ph.holdHi)
 	switch kind {
-	case FaultKillRandom, FaultKillLeader, FaultKillController:
+	case FaultKillRandom, FaultKillLeader, FaultKillController, FaultKillCoordinator:
 		hold = between(ph.downLo, ph.downHi)
 	case FaultPauseLeader:
 		hold = nm.c.session + between(time.Second, 3*time.Second)
@@ -493,6 +576,12 @@ func (res *phaseResult) summary() string {
 	if lost, acked := lostAcks1(h); acked > 0 {
 		fmt.Fprintf(&b, "  acks=1 writes acknowledged but not in the final log: %d of %d (allowed: DESIGN §7.1 promises acks=all only)\n", lost, acked)
 	}
+	for _, line := range groupSummary(h) {
+		fmt.Fprintf(&b, "  %s\n", line)
+	}
+	for _, note := range res.groups {
+		fmt.Fprintf(&b, "    drain: %s\n", note)
+	}
 	fmt.Fprintf(&b, "  %-22s %8d\n", "anomalies", len(res.anomalies))
 	aKinds := map[string]int{}
 	for _, a := range res.anomalies {
@@ -511,6 +600,85 @@ func (res *phaseResult) summary() string {
 		fmt.Fprintf(&b, "    %-24s %6d / %-6d %5.1f%%\n", l, r.ok, total, 100*float64(r.ok)/float64(total))
 	}
 	return b.String()
+}
+
+// groupSummary describes each consumer group of the history: its calls
+// (ok of all), generations and records received, and where the committed
+// offsets ended against the final high watermarks.
+func groupSummary(h *History) []string {
+	var out []string
+	for _, g := range h.Groups {
+		type count struct{ ok, all int }
+		counts := map[Kind]*count{}
+		var records int
+		var maxGen int32
+		var last *Op // the last ok read of the committed offsets
+		for i := range h.Ops {
+			op := &h.Ops[i]
+			if op.Group != g.Name {
+				continue
+			}
+			c := counts[op.Kind]
+			if c == nil {
+				c = &count{}
+				counts[op.Kind] = c
+			}
+			c.all++
+			if op.Outcome != OK {
+				continue
+			}
+			c.ok++
+			maxGen = max(maxGen, op.Generation)
+			switch op.Kind {
+			case KindPoll:
+				records += len(op.Records)
+			case KindFetchCommitted:
+				last = op
+			}
+		}
+		mode := "explicit commits"
+		if g.AutoCommit {
+			mode = "auto-commit"
+		}
+		var calls []string
+		for _, k := range []Kind{KindJoin, KindHeartbeat, KindPoll, KindCommit, KindLeave, KindFetchCommitted} {
+			if c := counts[k]; c != nil {
+				calls = append(calls, fmt.Sprintf("%s %d/%d", k, c.ok, c.all))
+			}
+		}
+		out = append(out, fmt.Sprintf("group %s (%s): generation %d at the end, %d records received; calls ok/all: %s",
+			g.Name, mode, maxGen, records, strings.Join(calls, ", ")))
+		if last == nil {
+			out = append(out, "  committed offsets never read")
+			continue
+		}
+		committed := map[TP]int64{}
+		for _, e := range last.Commits {
+			committed[TP{e.Topic, e.Partition}] = e.Offset
+		}
+		var at, behind []string
+		for _, fp := range h.Final {
+			if !slices.Contains(g.Topics, fp.Topic) {
+				continue
+			}
+			tp := TP{fp.Topic, fp.Partition}
+			off, ok := committed[tp]
+			switch {
+			case ok && off == fp.HW:
+				at = append(at, tp.String())
+			case ok:
+				behind = append(behind, fmt.Sprintf("%s %d of %d", tp, off, fp.HW))
+			default:
+				behind = append(behind, fmt.Sprintf("%s none of %d", tp, fp.HW))
+			}
+		}
+		line := fmt.Sprintf("  committed offsets at the end: %d partitions at the final HW", len(at))
+		if len(behind) > 0 {
+			line += "; behind: " + strings.Join(behind, ", ")
+		}
+		out = append(out, line)
+	}
+	return out
 }
 
 // failing are the anomalies that fail the run: all of them.

@@ -23,12 +23,14 @@ import (
 // are bounded by their own timeouts, not by ctx, so their outcome is known
 // where the server can tell it.
 //
-// A consumer-group workload fits here: its members record KindJoin,
-// KindHeartbeat, KindPoll (records carrying Topic and Partition),
-// KindCommit and KindFetchCommitted operations with Group, MemberID,
-// Generation and Assignments taken from each reply, and the checker applies
-// the group rules (one owner per partition and generation, polls contiguous
-// within a generation, committed offsets never going back, no stale commit).
+// The consumer groups (groupLoad) are workloads too: their members record
+// KindJoin, KindHeartbeat, KindPoll (records carrying Topic and Partition),
+// KindCommit, KindLeave and KindFetchCommitted operations with Group,
+// MemberID, Generation and Assignments taken from each reply, and the
+// checker applies the group rules (one owner per partition and generation,
+// polls contiguous within a generation across lost replies, committed
+// offsets never going back, no stale commit, every acknowledged write
+// received by each group).
 type Workload interface {
 	Name() string
 	Run(ctx context.Context, env *Env)
@@ -144,20 +146,29 @@ func produceOutcome(resp *client.ProduceResponse, err error, n int) (Outcome, []
 		}
 		return OK, offsets
 	}
+	return errorOutcome(err), nil
+}
+
+// errorOutcome classifies a failed call as the API defines it: an error
+// reply promises nothing was done, except REQUEST_TIMED_OUT,
+// NOT_ENOUGH_REPLICAS_AFTER_APPEND, a gateway timeout and replies that are
+// not the API's; no reply after the request may have been sent is unknown.
+// Only a failure to connect anywhere proves that nothing was sent.
+func errorOutcome(err error) Outcome {
 	var apiErr *client.APIError
 	if errors.As(err, &apiErr) {
 		switch {
 		case apiErr.Code == "", apiErr.Code == client.CodeRequestTimedOut,
 			apiErr.Code == client.CodeNotEnoughReplicasAfterAppend, apiErr.Status == 504:
-			return Unknown, nil
+			return Unknown
 		}
-		return Fail, nil
+		return Fail
 	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) && opErr.Op == "dial" {
-		return Fail, nil
+		return Fail
 	}
-	return Unknown, nil
+	return Unknown
 }
 
 func servedBy(header string, err error) int {
