@@ -494,6 +494,13 @@ func (c *Coordinator) Join(ctx context.Context, group string, req client.JoinGro
 		}
 		gs.prune()
 		if err := c.reveal(ctx, gs); err != nil {
+			if req.MemberID == "" {
+				// Nobody learned of the new member: take it out again, or
+				// it would hold partitions nobody reads until its session
+				// expired (and every retry would add another).
+				_ = gs.g.Leave(ms.MemberID)
+				gs.prune()
+			}
 			return err
 		}
 		out = memberAssignment(ms)

@@ -223,6 +223,25 @@ func TestCoordinatorAssignsAndPersistsGenerationsBeforeRevealing(t *testing.T) {
 	if d, _ := f.c.Describe(context.Background(), "g"); d.Generation != gen {
 		t.Fatalf("describe shows generation %d that is not durable (durable: %d)", d.Generation, gen)
 	}
+	// Nor does it leave a member behind: once writes work again the three
+	// members share the partitions, none held by the join that failed.
+	if d, _ := f.c.Describe(context.Background(), "g"); len(d.Members) != 3 {
+		t.Fatalf("%d members after a failed join, want 3: %+v", len(d.Members), d.Members)
+	}
+	f.env.mu.Lock()
+	f.env.failApp = nil
+	f.env.mu.Unlock()
+	held := 0
+	for _, m := range members {
+		hb, err := f.c.Heartbeat(context.Background(), "g", m.MemberID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held += len(hb.Assignments)
+	}
+	if held != 6 {
+		t.Fatalf("the members hold %d of 6 partitions after a failed join", held)
+	}
 }
 
 func TestCoordinatorCommitFencingAndFailover(t *testing.T) {
