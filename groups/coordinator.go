@@ -74,6 +74,12 @@ type CoordinatorOptions struct {
 	ExpiryInterval time.Duration
 	// LagInterval paces the refresh of log ends for lag metrics; default 5s.
 	LagInterval time.Duration
+	// MetadataCurrent, if set, reports whether the node's view of the
+	// cluster is current (the controller answered it lately). While it is
+	// not, the node may have lost an offsets partition's leadership without
+	// knowing, and another coordinator may already be taking commits, so
+	// calls are refused (NOT_COORDINATOR) rather than answered from memory.
+	MetadataCurrent func() bool
 }
 
 // Coordinator runs the consumer groups whose offsets partitions this node
@@ -374,6 +380,11 @@ func (c *Coordinator) withGroup(group string, create bool, fn func(gs *groupStat
 	defer gs.mu.Unlock()
 	if op.gone.Load() {
 		return fmt.Errorf("%w: this node stopped coordinating group %q", ErrNotCoordinator, group)
+	}
+	// Checked under the group's lock: a call that waited behind a durable
+	// write must not answer from memory another coordinator has outdated.
+	if c.opts.MetadataCurrent != nil && !c.opts.MetadataCurrent() {
+		return fmt.Errorf("%w: this node has not heard from the controller lately, so it may no longer coordinate group %q", ErrNotCoordinator, group)
 	}
 	return fn(gs)
 }

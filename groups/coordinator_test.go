@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,8 +113,18 @@ type coordFixture struct {
 
 func newCoord(t *testing.T) *coordFixture {
 	t.Helper()
+	return newCoordWith(t, nil)
+}
+
+// newCoordWith is newCoord with options changed by set.
+func newCoordWith(t *testing.T, set func(*CoordinatorOptions)) *coordFixture {
+	t.Helper()
 	f := &coordFixture{t: t, env: newFakeEnv(), now: t0}
-	f.c = NewCoordinator(CoordinatorOptions{Env: f.env, NodeID: 7, NewUUID: seqUUID(), Now: f.clock})
+	opts := CoordinatorOptions{Env: f.env, NodeID: 7, NewUUID: seqUUID(), Now: f.clock}
+	if set != nil {
+		set(&opts)
+	}
+	f.c = NewCoordinator(opts)
 	t.Cleanup(f.c.Close)
 	f.lead(1)
 	return f
@@ -496,5 +507,52 @@ func TestCoordinatorLeaveCommitsOnlyAcknowledgedReplies(t *testing.T) {
 	}
 	if got := committed(); got != 30 {
 		t.Fatalf("committed %d on leave without acks, want 30", got)
+	}
+}
+
+// TestCoordinatorRefusesWhileMetadataStale: a node that has not heard from
+// the controller lately may have lost the offsets partition to another
+// coordinator without knowing; it must not answer from memory (a read of
+// the committed offsets would show them going back), nor take calls.
+func TestCoordinatorRefusesWhileMetadataStale(t *testing.T) {
+	var current atomic.Bool
+	current.Store(true)
+	f := newCoordWith(t, func(o *CoordinatorOptions) { o.MetadataCurrent = current.Load })
+	f.env.setTopic("orders", 1, 0, 100)
+	ctx := context.Background()
+	m := f.join("orders")
+	gen := m.Generation
+	commit := func() error {
+		_, err := f.c.Commit(ctx, "g", client.CommitRequest{MemberID: m.MemberID, Generation: &gen,
+			Offsets: []client.CommitOffset{{Topic: "orders", Partition: 0, Offset: 10}}})
+		return err
+	}
+	if err := commit(); err != nil {
+		t.Fatal(err)
+	}
+	current.Store(false)
+	calls := map[string]func() error{
+		"offsets":   func() error { _, err := f.c.Offsets(ctx, "g"); return err },
+		"describe":  func() error { _, err := f.c.Describe(ctx, "g"); return err },
+		"heartbeat": func() error { _, err := f.c.Heartbeat(ctx, "g", m.MemberID); return err },
+		"poll":      func() error { _, err := f.c.PollStart(ctx, "g", m.MemberID, 0); return err },
+		"commit":    commit,
+		"join": func() error {
+			_, err := f.c.Join(ctx, "g", client.JoinGroupRequest{Topics: []string{"orders"}}, "h")
+			return err
+		},
+	}
+	for name, call := range calls {
+		if err := call(); codeOf(err) != "NOT_COORDINATOR" {
+			t.Errorf("%s while the metadata is stale: %v, want NOT_COORDINATOR", name, err)
+		}
+	}
+	current.Store(true)
+	offs, err := f.c.Offsets(ctx, "g")
+	if err != nil || len(offs.Offsets) != 1 || *offs.Offsets[0].CommittedOffset != 10 {
+		t.Fatalf("offsets once current again: %+v %v", offs, err)
+	}
+	if d, _ := f.c.Describe(ctx, "g"); len(d.Members) != 1 {
+		t.Fatalf("a refused join added a member: %+v", d.Members)
 	}
 }

@@ -149,7 +149,8 @@ func (n *Node) Run(ctx context.Context) error {
 	n.metrics.Registry.MustRegister(newCollector(n))
 	n.peers = newPeers(n.cfg.NodeID, time.Duration(n.cfg.RequestTimeoutMs)*time.Millisecond)
 	n.coord = groups.NewCoordinator(groups.CoordinatorOptions{Env: groupsEnv{n}, NodeID: n.cfg.NodeID,
-		Logger: n.logger.With("component", "groups"), ObserveCommit: newCommitLatency(n.metrics.Registry)})
+		Logger: n.logger.With("component", "groups"), ObserveCommit: newCommitLatency(n.metrics.Registry),
+		MetadataCurrent: n.MetadataCurrent})
 	n.api = httpapi.New(httpapi.Options{
 		Backend: n, Internal: n, Groups: groupsAPI{n}, Logger: n.logger.With("component", "http"), Metrics: n.metrics,
 		MaxRequestBytes: n.cfg.MaxRequestBytes, RequestTimeout: time.Duration(n.cfg.RequestTimeoutMs) * time.Millisecond,
