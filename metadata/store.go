@@ -181,7 +181,13 @@ func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolve raft address %q: %w", cfg.RaftAddr, err)
 	}
-	s.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftBindAddr, advertise, 3, 10*time.Second, hclogger.Named("transport"))
+	// One AppendEntries in flight per follower (MaxRPCsInFlight 1 turns
+	// raft's pipelining off): its pipeline can deadlock after a follower
+	// refuses an append (the decoder stops while the sender waits for it),
+	// which ends replication to that follower until the leader restarts and
+	// makes Close hang. The metadata log is small; pipelining buys nothing.
+	s.transport, err = raft.NewTCPTransportWithConfig(cfg.RaftBindAddr, advertise, &raft.NetworkTransportConfig{
+		MaxPool: 3, Timeout: 10 * time.Second, Logger: hclogger.Named("transport"), MaxRPCsInFlight: 1})
 	if err != nil {
 		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.RaftBindAddr, err)
 	}

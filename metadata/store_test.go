@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // lockedBuffer collects a test's logs; they are printed only if it fails, so
@@ -465,4 +467,23 @@ func TestStoreCloseStopsGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "goroutines to stop", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+// TestStoreDoesNotPipelineReplication: the Raft transport sends one
+// AppendEntries at a time. hashicorp/raft's pipelined replication can
+// deadlock once a follower refuses an append, leaving that follower without
+// new entries and Close hanging (seen in the fault harness as a node that
+// did not shut down).
+func TestStoreDoesNotPipelineReplication(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	addr := freeAddr(t)
+	s, err := Open(ctx, Config{NodeID: 1, RaftAddr: addr, Dir: t.TempDir(), Voters: []Voter{{1, addr}}, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.transport.AppendEntriesPipeline("2", raft.ServerAddress(freeAddr(t))); !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
+		t.Fatalf("AppendEntriesPipeline: %v, want %v", err, raft.ErrPipelineReplicationNotSupported)
+	}
 }
