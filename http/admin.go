@@ -35,6 +35,17 @@ func (s *Server) readBody(c echo.Context) ([]byte, error) {
 	return body, nil
 }
 
+// readJSON reads the request body (kept for forwarding) and decodes it
+// strictly into a T.
+func readJSON[T any](s *Server, c echo.Context) (T, error) {
+	var req T
+	body, err := s.readBody(c)
+	if err != nil {
+		return req, err
+	}
+	return req, decodeStrict(body, &req)
+}
+
 // decodeStrict decodes one JSON value into v, refusing unknown fields and
 // trailing data, with messages that name the field.
 func decodeStrict(body []byte, v any) error {
@@ -166,12 +177,8 @@ func (s *Server) listTopics(c echo.Context) error {
 }
 
 func (s *Server) createTopic(c echo.Context) error {
-	body, err := s.readBody(c)
+	req, err := readJSON[client.CreateTopicRequest](s, c)
 	if err != nil {
-		return err
-	}
-	var req client.CreateTopicRequest
-	if err := decodeStrict(body, &req); err != nil {
 		return err
 	}
 	if req.Name == "" {
@@ -203,12 +210,8 @@ func (s *Server) getTopic(c echo.Context) error {
 }
 
 func (s *Server) alterTopic(c echo.Context) error {
-	body, err := s.readBody(c)
+	req, err := readJSON[client.AlterTopicRequest](s, c)
 	if err != nil {
-		return err
-	}
-	var req client.AlterTopicRequest
-	if err := decodeStrict(body, &req); err != nil {
 		return err
 	}
 	if req.Partitions == nil && req.Configs == nil {

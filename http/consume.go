@@ -61,6 +61,22 @@ func intQuery(c echo.Context, name string, def, lo, hi int64) (int64, error) {
 	return n, nil
 }
 
+// readQuery parses the query every read takes (partition consume, group
+// poll): limit, max_bytes, wait_ms and encoding.
+func readQuery(c echo.Context) (limit, maxBytes, waitMS int64, enc encoding, err error) {
+	if limit, err = intQuery(c, "limit", defaultLimit, 1, maxLimit); err != nil {
+		return
+	}
+	if maxBytes, err = intQuery(c, "max_bytes", defaultMaxBytes, 1, maxMaxBytes); err != nil {
+		return
+	}
+	if waitMS, err = intQuery(c, "wait_ms", 0, 0, maxWait.Milliseconds()); err != nil {
+		return
+	}
+	enc, err = parseEncoding(c.QueryParam("encoding"))
+	return
+}
+
 func (s *Server) consume(c echo.Context) error {
 	topic := c.Param("topic")
 	pn, err := strconv.ParseInt(c.Param("partition"), 10, 32)
@@ -70,19 +86,7 @@ func (s *Server) consume(c echo.Context) error {
 	if _, err := s.b.TopicInfo(topic); err != nil {
 		return err
 	}
-	limit, err := intQuery(c, "limit", defaultLimit, 1, maxLimit)
-	if err != nil {
-		return err
-	}
-	maxBytes, err := intQuery(c, "max_bytes", defaultMaxBytes, 1, maxMaxBytes)
-	if err != nil {
-		return err
-	}
-	waitMS, err := intQuery(c, "wait_ms", 0, 0, maxWait.Milliseconds())
-	if err != nil {
-		return err
-	}
-	enc, err := parseEncoding(c.QueryParam("encoding"))
+	limit, maxBytes, waitMS, enc, err := readQuery(c)
 	if err != nil {
 		return err
 	}

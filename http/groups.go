@@ -228,12 +228,8 @@ func (s *Server) joinGroup(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	body, err := s.readBody(c)
+	req, err := readJSON[client.JoinGroupRequest](s, c)
 	if err != nil {
-		return err
-	}
-	var req client.JoinGroupRequest
-	if err := decodeStrict(body, &req); err != nil {
 		return err
 	}
 	if err := validateJoin(&req); err != nil {
@@ -318,12 +314,8 @@ func (s *Server) seek(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	body, err := s.readBody(c)
+	req, err := readJSON[client.SeekRequest](s, c)
 	if err != nil {
-		return err
-	}
-	var req client.SeekRequest
-	if err := decodeStrict(body, &req); err != nil {
 		return err
 	}
 	if err := validateSeek(&req); err != nil {
@@ -381,12 +373,8 @@ func (s *Server) commitOffsets(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	body, err := s.readBody(c)
+	req, err := readJSON[client.CommitRequest](s, c)
 	if err != nil {
-		return err
-	}
-	var req client.CommitRequest
-	if err := decodeStrict(body, &req); err != nil {
 		return err
 	}
 	if err := validateCommit(&req); err != nil {
@@ -456,12 +444,8 @@ func (s *Server) resetOffsets(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	body, err := s.readBody(c)
+	req, err := readJSON[client.ResetOffsetsRequest](s, c)
 	if err != nil {
-		return err
-	}
-	var req client.ResetOffsetsRequest
-	if err := decodeStrict(body, &req); err != nil {
 		return err
 	}
 	if err := validateReset(&req); err != nil {
@@ -488,19 +472,7 @@ func (s *Server) pollGroup(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	limit, err := intQuery(c, "limit", defaultLimit, 1, maxLimit)
-	if err != nil {
-		return err
-	}
-	maxBytes, err := intQuery(c, "max_bytes", defaultMaxBytes, 1, maxMaxBytes)
-	if err != nil {
-		return err
-	}
-	waitMS, err := intQuery(c, "wait_ms", 0, 0, maxWait.Milliseconds())
-	if err != nil {
-		return err
-	}
-	enc, err := parseEncoding(c.QueryParam("encoding"))
+	limit, maxBytes, waitMS, enc, err := readQuery(c)
 	if err != nil {
 		return err
 	}

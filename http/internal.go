@@ -139,12 +139,8 @@ func (s *Server) internalRoutes() {
 // jsonCall adapts a typed node-to-node call to an echo handler.
 func jsonCall[Req, Resp any](s *Server, fn func(context.Context, Req) (Resp, error)) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		body, err := s.readBody(c)
+		req, err := readJSON[Req](s, c)
 		if err != nil {
-			return err
-		}
-		var req Req
-		if err := decodeStrict(body, &req); err != nil {
 			return err
 		}
 		resp, err := fn(c.Request().Context(), req)
