@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -557,7 +558,7 @@ func (c *Coordinator) Leave(ctx context.Context, group, member string) error {
 		if !gs.g.HasMember(member) {
 			return fmt.Errorf("%w: %q in group %q", ErrUnknownMember, member, group)
 		}
-		if c.autoCommits(gs, member) {
+		if gs.g.AutoCommit(member) {
 			if pp := gs.polls[member]; pp != nil && pp.acks {
 				pp.next = nil // not acknowledged: maybe never received
 			} else {
@@ -574,10 +575,6 @@ func (c *Coordinator) Leave(ctx context.Context, group, member string) error {
 		return nil
 	})
 	return unknownMemberIfNoGroup(err, group, member)
-}
-
-func (c *Coordinator) autoCommits(gs *groupState, member string) bool {
-	return gs.g.AutoCommit(member)
 }
 
 // commitPositions durably commits the member's positions that differ from
@@ -658,7 +655,7 @@ func (c *Coordinator) PollStart(ctx context.Context, group, member string, ack i
 			return err
 		}
 		reset, _ := gs.g.AutoOffsetReset(member)
-		if c.autoCommits(gs, member) {
+		if gs.g.AutoCommit(member) {
 			// A failed auto-commit is retried by the next poll; the poll
 			// itself goes on (at-least-once either way).
 			if err := c.commitPositions(ctx, gs, member); err != nil {
@@ -1151,44 +1148,21 @@ type GroupStats struct {
 
 // Stats lists the groups this node coordinates (those loaded).
 func (c *Coordinator) Stats() []GroupStats {
-	c.mu.Lock()
-	parts := slices.Collect(maps.Values(c.parts))
-	c.mu.Unlock()
 	var out []GroupStats
-	for _, op := range parts {
-		select {
-		case <-op.ready:
-		default:
-			continue
-		}
-		op.mu.Lock()
-		gss := slices.Collect(maps.Values(op.groups))
-		op.mu.Unlock()
-		for _, gs := range gss {
-			gs.mu.Lock()
-			st := GroupStats{Group: gs.g.Name(), State: string(gs.g.State()), Members: gs.g.NumMembers(),
-				Rebalances: gs.g.Rebalances(), Lag: map[TopicPartition]int64{}}
-			for tp, o := range gs.g.Offsets() {
-				if end, ok := gs.logEnd[tp]; ok {
-					st.Lag[tp] = max(end-o.Offset, 0)
-				}
+	for _, gs := range c.allGroups() {
+		gs.mu.Lock()
+		st := GroupStats{Group: gs.g.Name(), State: string(gs.g.State()), Members: gs.g.NumMembers(),
+			Rebalances: gs.g.Rebalances(), Lag: map[TopicPartition]int64{}}
+		for tp, o := range gs.g.Offsets() {
+			if end, ok := gs.logEnd[tp]; ok {
+				st.Lag[tp] = max(end-o.Offset, 0)
 			}
-			gs.mu.Unlock()
-			out = append(out, st)
 		}
+		gs.mu.Unlock()
+		out = append(out, st)
 	}
-	slices.SortFunc(out, func(a, b GroupStats) int { return cmpString(a.Group, b.Group) })
+	slices.SortFunc(out, func(a, b GroupStats) int { return strings.Compare(a.Group, b.Group) })
 	return out
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // List is this node's share of GET /v1/groups, with fresh lag.
