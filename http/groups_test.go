@@ -171,6 +171,7 @@ type fakeGroups struct {
 	reset      client.ResetOffsetsRequest
 	doneGen    int32
 	done       [][]client.GroupPosition
+	ack        int64 // the ack of the last PollStart
 }
 
 func (g *fakeGroups) call(name string) error {
@@ -234,12 +235,13 @@ func (g *fakeGroups) LeaveGroup(_ context.Context, group, member string) error {
 	return g.call("leave " + group + " " + member)
 }
 
-func (g *fakeGroups) PollStart(_ context.Context, group, member string, _ int64) (GroupPoll, error) {
+func (g *fakeGroups) PollStart(_ context.Context, group, member string, ack int64) (GroupPoll, error) {
 	if err := g.call("pollstart " + group + " " + member); err != nil {
 		return GroupPoll{}, err
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.ack = ack
 	return GroupPoll{MemberID: member, Generation: g.generation, Assignments: g.assignments(),
 		Positions: slices.Clone(g.positions), AutoOffsetReset: g.policy}, nil
 }
@@ -1134,5 +1136,30 @@ func TestStaleLeaderDoesNotAnswerPastItsEnd(t *testing.T) {
 	poll(t, n, "")
 	if _, next := n.g.lastDone(); len(next) != 1 || next[0].Offset != 2 {
 		t.Fatalf("PollDone %+v, want a-0 reset to the log start 2", next)
+	}
+}
+
+// The poll passes the member's ack on (-1 without one) and names its reply
+// with the poll id PollDone gave; a malformed ack is a 400.
+func TestGroupPollAck(t *testing.T) {
+	n := newGroupTestNode(t)
+	n.addLocal(t, "a", 0).add(t, "x")
+	n.g.positions = []client.GroupPosition{{Topic: "a", Partition: 0}}
+	got, _ := poll(t, n, "")
+	n.g.mu.Lock()
+	ack := n.g.ack
+	n.g.mu.Unlock()
+	if ack != -1 || got.PollID != 1 {
+		t.Fatalf("poll without ack: PollStart got ack %d, reply poll_id %d", ack, got.PollID)
+	}
+	got, _ = poll(t, n, "ack=1")
+	n.g.mu.Lock()
+	ack = n.g.ack
+	n.g.mu.Unlock()
+	if ack != 1 || got.PollID != 2 {
+		t.Fatalf("poll with ack=1: PollStart got ack %d, reply poll_id %d", ack, got.PollID)
+	}
+	if r := do(t, http.MethodGet, n.url+"/v1/groups/g/members/m/records?ack=-3", ""); r.status != http.StatusBadRequest {
+		t.Fatalf("ack=-3: %d %s", r.status, r.body)
 	}
 }
