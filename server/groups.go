@@ -165,17 +165,14 @@ func (n *Node) syncCoordinator(img *metadata.Image) {
 	n.coord.TopicsChanged()
 }
 
-// offsetsTopicState serialises on-demand creation of the offsets topic on this node.
-type offsetsTopicState struct{ mu sync.Mutex }
-
 // CreateOffsetsTopic creates __consumer_offsets: compacted, RF min(3,
 // brokers), min.insync.replicas min(2, RF); controller only.
 func (n *Node) CreateOffsetsTopic(ctx context.Context, _ httpapi.OffsetsTopicRequest) (httpapi.OffsetsTopicResponse, error) {
 	if !n.meta.IsLeader() {
 		return httpapi.OffsetsTopicResponse{}, n.notController()
 	}
-	n.offsetsTopic.mu.Lock()
-	defer n.offsetsTopic.mu.Unlock()
+	n.offsetsTopicMu.Lock()
+	defer n.offsetsTopicMu.Unlock()
 	if t := n.meta.Image().Topic(groups.OffsetsTopic); t != nil {
 		return httpapi.OffsetsTopicResponse{Partitions: len(t.Partitions)}, nil
 	}

@@ -53,8 +53,8 @@ type Node struct {
 	lastHeartbeat atomic.Int64
 	syncMu        sync.Mutex // serialises applying the metadata to local replicas
 
-	coord        *groups.Coordinator
-	offsetsTopic offsetsTopicState
+	coord          *groups.Coordinator
+	offsetsTopicMu sync.Mutex // serialises on-demand creation of the offsets topic
 }
 
 // New prepares a node from a config; Run starts it.
