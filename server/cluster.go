@@ -196,7 +196,10 @@ func (n *Node) AlterPartition(ctx context.Context, req httpapi.AlterPartitionReq
 // topic. Past the bound the call returns anyway; the change is committed.
 func (n *Node) waitBrokersApplied(ctx context.Context) {
 	target := n.meta.Stats().AppliedIndex
-	deadline := time.Now().Add(3 * time.Duration(n.cfg.BrokerHeartbeatIntervalMs) * time.Millisecond)
+	// Up to a session timeout: a broker that has not reported by then is
+	// about to be fenced anyway; a shorter bound let a loaded but alive
+	// broker answer "no such topic" right after a create.
+	deadline := time.Now().Add(time.Duration(n.cfg.BrokerSessionTimeoutMs) * time.Millisecond)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		img := n.meta.Image()
 		behind := false
