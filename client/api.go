@@ -1,44 +1,54 @@
 package client
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"weir/errcode"
+)
 
 // This file is the REST contract (../shared/API.md) in Go: the server encodes
 // these types and the client decodes them, so the two cannot drift apart.
 
-// Error codes, Kafka's names, as they appear in ErrorBody.ErrorCode.
+// Error codes, as they appear in ErrorBody.ErrorCode: the names of the
+// catalog in weir/errcode, which says what each means, its HTTP status,
+// Kafka code and whether it may be retried.
 const (
-	CodeInvalidRequest               = "INVALID_REQUEST"
-	CodeInvalidTopic                 = "INVALID_TOPIC"
-	CodeInvalidPartitions            = "INVALID_PARTITIONS"
-	CodeInvalidReplicationFactor     = "INVALID_REPLICATION_FACTOR"
-	CodeInvalidConfig                = "INVALID_CONFIG"
-	CodeInvalidRecord                = "INVALID_RECORD"
-	CodeUnknownTopicOrPartition      = "UNKNOWN_TOPIC_OR_PARTITION"
-	CodeBrokerNotAvailable           = "BROKER_NOT_AVAILABLE"
-	CodeGroupIDNotFound              = "GROUP_ID_NOT_FOUND"
-	CodeUnknownMemberID              = "UNKNOWN_MEMBER_ID"
-	CodeNotFound                     = "NOT_FOUND"
-	CodeMethodNotAllowed             = "METHOD_NOT_ALLOWED"
-	CodeTopicAlreadyExists           = "TOPIC_ALREADY_EXISTS"
-	CodeNonEmptyGroup                = "NON_EMPTY_GROUP"
-	CodeIllegalGeneration            = "ILLEGAL_GENERATION"
-	CodeRebalanceInProgress          = "REBALANCE_IN_PROGRESS"
-	CodeMessageTooLarge              = "MESSAGE_TOO_LARGE"
-	CodeRecordListTooLarge           = "RECORD_LIST_TOO_LARGE"
-	CodeUnsupportedMediaType         = "UNSUPPORTED_MEDIA_TYPE"
-	CodeOffsetOutOfRange             = "OFFSET_OUT_OF_RANGE"
-	CodeLeaderNotAvailable           = "LEADER_NOT_AVAILABLE"
-	CodeNotLeaderOrFollower          = "NOT_LEADER_OR_FOLLOWER"
-	CodeNotController                = "NOT_CONTROLLER"
-	CodeNotEnoughReplicas            = "NOT_ENOUGH_REPLICAS"
-	CodeNotEnoughReplicasAfterAppend = "NOT_ENOUGH_REPLICAS_AFTER_APPEND"
-	CodeCoordinatorLoadInProgress    = "COORDINATOR_LOAD_IN_PROGRESS"
-	CodeCoordinatorNotAvailable      = "COORDINATOR_NOT_AVAILABLE"
-	CodeNotCoordinator               = "NOT_COORDINATOR"
-	CodeInconsistentGroupProtocol    = "INCONSISTENT_GROUP_PROTOCOL"
-	CodeRequestTimedOut              = "REQUEST_TIMED_OUT"
-	CodeKafkaStorageError            = "KAFKA_STORAGE_ERROR"
-	CodeUnknownServerError           = "UNKNOWN_SERVER_ERROR"
+	CodeInvalidRequest               = errcode.InvalidRequest
+	CodeInvalidTopic                 = errcode.InvalidTopic
+	CodeInvalidPartitions            = errcode.InvalidPartitions
+	CodeInvalidReplicationFactor     = errcode.InvalidReplicationFactor
+	CodeInvalidConfig                = errcode.InvalidConfig
+	CodeInvalidRecord                = errcode.InvalidRecord
+	CodeUnknownTopicOrPartition      = errcode.UnknownTopicOrPartition
+	CodeBrokerNotAvailable           = errcode.BrokerNotAvailable
+	CodeGroupIDNotFound              = errcode.GroupIDNotFound
+	CodeUnknownMemberID              = errcode.UnknownMemberID
+	CodeNotFound                     = errcode.NotFound
+	CodeMethodNotAllowed             = errcode.MethodNotAllowed
+	CodeTopicAlreadyExists           = errcode.TopicAlreadyExists
+	CodeNonEmptyGroup                = errcode.NonEmptyGroup
+	CodeIllegalGeneration            = errcode.IllegalGeneration
+	CodeRebalanceInProgress          = errcode.RebalanceInProgress
+	CodeMessageTooLarge              = errcode.MessageTooLarge
+	CodeRecordListTooLarge           = errcode.RecordListTooLarge
+	CodeUnsupportedMediaType         = errcode.UnsupportedMediaType
+	CodeOffsetOutOfRange             = errcode.OffsetOutOfRange
+	CodeLeaderNotAvailable           = errcode.LeaderNotAvailable
+	CodeNotLeaderOrFollower          = errcode.NotLeaderOrFollower
+	CodeNotController                = errcode.NotController
+	CodeNotEnoughReplicas            = errcode.NotEnoughReplicas
+	CodeNotEnoughReplicasAfterAppend = errcode.NotEnoughReplicasAfterAppend
+	CodeCoordinatorLoadInProgress    = errcode.CoordinatorLoadInProgress
+	CodeCoordinatorNotAvailable      = errcode.CoordinatorNotAvailable
+	CodeNotCoordinator               = errcode.NotCoordinator
+	CodeInconsistentGroupProtocol    = errcode.InconsistentGroupProtocol
+	CodeRequestTimedOut              = errcode.RequestTimedOut
+	CodeKafkaStorageError            = errcode.KafkaStorageError
+	CodeUnknownServerError           = errcode.UnknownServerError
+	CodeFencedLeaderEpoch            = errcode.FencedLeaderEpoch
+	CodeUnknownLeaderEpoch           = errcode.UnknownLeaderEpoch
+	CodeStaleBrokerEpoch             = errcode.StaleBrokerEpoch
+	CodeIneligibleReplica            = errcode.IneligibleReplica
 )
 
 // ErrorBody is every non-2xx reply.

@@ -15,17 +15,6 @@ import (
 	"weir/client"
 )
 
-var (
-	// ErrNotCoordinator: this node does not (or no longer, or not yet)
-	// coordinate the group's offsets partition. Retriable.
-	ErrNotCoordinator = &Error{Code: "NOT_COORDINATOR", Retriable: true}
-	// ErrLoadInProgress: the node became the coordinator and is still
-	// reading the group's offsets partition. Retriable.
-	ErrLoadInProgress = &Error{Code: "COORDINATOR_LOAD_IN_PROGRESS", Retriable: true}
-	// ErrUnknownTopicOrPartition: a reset or seek names a partition that does not exist.
-	ErrUnknownTopicOrPartition = &Error{Code: "UNKNOWN_TOPIC_OR_PARTITION"}
-)
-
 // KV is one record for the offsets topic; a nil Value is a tombstone.
 type KV struct {
 	Key, Value []byte
@@ -832,7 +821,7 @@ func (c *Coordinator) Seek(ctx context.Context, group, member string, req client
 			}
 			po, ok := b[tp.Partition]
 			if !ok {
-				return fmt.Errorf("%w: the leader of %s-%d did not report its offsets; retry", ErrNotCoordinator, tp.Topic, tp.Partition)
+				return fmt.Errorf("%w: the leader of %s-%d did not report its offsets; retry", ErrLeaderNotAvailable, tp.Topic, tp.Partition)
 			}
 			switch {
 			case req.To == OffsetResetEarliest:
@@ -1047,7 +1036,7 @@ func (c *Coordinator) ResetOffsets(ctx context.Context, group string, req client
 		for _, p := range parts {
 			po, ok := bounds[p]
 			if !ok {
-				return fmt.Errorf("%w: the leader of %s-%d did not report its offsets; retry", ErrNotCoordinator, req.Topic, p)
+				return fmt.Errorf("%w: the leader of %s-%d did not report its offsets; retry", ErrLeaderNotAvailable, req.Topic, p)
 			}
 			tp := TopicPartition{req.Topic, p}
 			to := resetTarget(req, po)
@@ -1085,7 +1074,7 @@ func (c *Coordinator) ResetOffsets(ctx context.Context, group string, req client
 		for _, p := range parts {
 			po, ok := bounds[p]
 			if !ok {
-				return out, fmt.Errorf("%w: the leader of %s-%d did not report its offsets; retry", ErrNotCoordinator, req.Topic, p)
+				return out, fmt.Errorf("%w: the leader of %s-%d did not report its offsets; retry", ErrLeaderNotAvailable, req.Topic, p)
 			}
 			to := resetTarget(req, po)
 			if req.To == client.ResetShift {

@@ -3,38 +3,47 @@ package groups
 import (
 	"crypto/rand"
 	"encoding/hex"
+
+	"weir/errcode"
 )
 
-// Error is a group error carrying the Kafka error name the API reports, so
-// the HTTP layer maps errors by code instead of by message text. Functions
-// wrap these sentinels with fmt.Errorf("%w: ...") for context; test with
-// errors.Is and recover the code with errors.As.
-type Error struct {
-	Code      string
-	Retriable bool
-}
-
-func (e *Error) Error() string { return e.Code }
+// Error is a group error: a catalog entry's name (weir/errcode), so the
+// front ends map errors by code instead of by message text. Functions wrap
+// these sentinels with fmt.Errorf("%w: ...") for context; test with
+// errors.Is and recover the code with errors.As or errcode.NameOf.
+type Error = errcode.Error
 
 var (
 	// ErrUnknownMember: the member id is not (or no longer) in the group.
-	ErrUnknownMember = &Error{Code: "UNKNOWN_MEMBER_ID"}
+	ErrUnknownMember = errcode.New(errcode.UnknownMemberID, "")
 	// ErrIllegalGeneration: a call carried a generation other than the
 	// group's current one; the member must heartbeat to learn its new
 	// assignment before committing.
-	ErrIllegalGeneration = &Error{Code: "ILLEGAL_GENERATION"}
+	ErrIllegalGeneration = errcode.New(errcode.IllegalGeneration, "")
 	// ErrRebalanceInProgress: a standalone commit (no member id) while the
 	// group has members, which would race the members' own commits.
-	ErrRebalanceInProgress = &Error{Code: "REBALANCE_IN_PROGRESS"}
+	ErrRebalanceInProgress = errcode.New(errcode.RebalanceInProgress, "")
 	// ErrNonEmptyGroup: resets and deletes need a group without members.
-	ErrNonEmptyGroup = &Error{Code: "NON_EMPTY_GROUP"}
+	ErrNonEmptyGroup = errcode.New(errcode.NonEmptyGroup, "")
 	// ErrInconsistentAssignor: a join names an assignor other than the one
 	// the group's current members use.
-	ErrInconsistentAssignor = &Error{Code: "INCONSISTENT_GROUP_PROTOCOL"}
+	ErrInconsistentAssignor = errcode.New(errcode.InconsistentGroupProtocol, "")
 	// ErrDeadGroup: the group was deleted; the coordinator should drop it.
-	ErrDeadGroup = &Error{Code: "GROUP_ID_NOT_FOUND"}
+	ErrDeadGroup = errcode.New(errcode.GroupIDNotFound, "")
 	// ErrInvalidRequest: malformed input (bad names, negative timeouts...).
-	ErrInvalidRequest = &Error{Code: "INVALID_REQUEST"}
+	ErrInvalidRequest = errcode.New(errcode.InvalidRequest, "")
+	// ErrNotCoordinator: this node does not (or no longer, or not yet)
+	// coordinate the group's offsets partition.
+	ErrNotCoordinator = errcode.New(errcode.NotCoordinator, "")
+	// ErrLoadInProgress: this node coordinates the group but is still
+	// reading the group's offsets partition.
+	ErrLoadInProgress = errcode.New(errcode.CoordinatorLoadInProgress, "")
+	// ErrUnknownTopicOrPartition: a subscription or commit names a topic or
+	// partition that does not exist.
+	ErrUnknownTopicOrPartition = errcode.New(errcode.UnknownTopicOrPartition, "")
+	// ErrLeaderNotAvailable: a data partition's leader did not answer (its
+	// offsets are needed for a reset or a lag).
+	ErrLeaderNotAvailable = errcode.New(errcode.LeaderNotAvailable, "")
 )
 
 // randomUUID returns a random (version 4) UUID in its canonical text form.

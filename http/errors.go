@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
+	"strings"
 	"syscall"
 
 	"weir/client"
+	"weir/errcode"
 	"weir/logstore"
-	"weir/replication"
 )
 
 // Error is an API error: a Kafka error name, the status it travels with, and a
@@ -34,52 +34,11 @@ func outOfRange(offset, logStart, hw int64) *Error {
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
-// statusOf gives each error code its HTTP status and retriability (API.md "Errors").
-var statusOf = map[string]struct {
-	status    int
-	retriable bool
-}{
-	client.CodeInvalidRequest:               {http.StatusBadRequest, false},
-	client.CodeInvalidTopic:                 {http.StatusBadRequest, false},
-	client.CodeInvalidPartitions:            {http.StatusBadRequest, false},
-	client.CodeInvalidReplicationFactor:     {http.StatusBadRequest, false},
-	client.CodeInvalidConfig:                {http.StatusBadRequest, false},
-	client.CodeInvalidRecord:                {http.StatusBadRequest, false},
-	client.CodeUnknownTopicOrPartition:      {http.StatusNotFound, false},
-	client.CodeBrokerNotAvailable:           {http.StatusNotFound, false},
-	client.CodeGroupIDNotFound:              {http.StatusNotFound, false},
-	client.CodeUnknownMemberID:              {http.StatusNotFound, false},
-	client.CodeNotFound:                     {http.StatusNotFound, false},
-	client.CodeMethodNotAllowed:             {http.StatusMethodNotAllowed, false},
-	client.CodeTopicAlreadyExists:           {http.StatusConflict, false},
-	client.CodeNonEmptyGroup:                {http.StatusConflict, false},
-	client.CodeIllegalGeneration:            {http.StatusConflict, false},
-	client.CodeRebalanceInProgress:          {http.StatusConflict, false},
-	client.CodeMessageTooLarge:              {http.StatusRequestEntityTooLarge, false},
-	client.CodeRecordListTooLarge:           {http.StatusRequestEntityTooLarge, false},
-	client.CodeUnsupportedMediaType:         {http.StatusUnsupportedMediaType, false},
-	client.CodeOffsetOutOfRange:             {http.StatusRequestedRangeNotSatisfiable, false},
-	client.CodeLeaderNotAvailable:           {http.StatusServiceUnavailable, true},
-	client.CodeNotLeaderOrFollower:          {http.StatusServiceUnavailable, true},
-	client.CodeNotController:                {http.StatusServiceUnavailable, true},
-	client.CodeNotEnoughReplicas:            {http.StatusServiceUnavailable, true},
-	client.CodeNotEnoughReplicasAfterAppend: {http.StatusServiceUnavailable, true},
-	client.CodeCoordinatorLoadInProgress:    {http.StatusServiceUnavailable, true},
-	client.CodeInconsistentGroupProtocol:    {http.StatusConflict, false},
-	client.CodeCoordinatorNotAvailable:      {http.StatusServiceUnavailable, true},
-	client.CodeNotCoordinator:               {http.StatusServiceUnavailable, true},
-	client.CodeRequestTimedOut:              {http.StatusGatewayTimeout, true},
-	client.CodeKafkaStorageError:            {http.StatusInternalServerError, true},
-	client.CodeUnknownServerError:           {http.StatusInternalServerError, false},
-}
-
-// Errorf builds an API error for code with a formatted message.
+// Errorf builds an API error for the catalog code (weir/errcode), which
+// gives its HTTP status and retriability, with a formatted message.
 func Errorf(code, format string, args ...any) *Error {
-	s, ok := statusOf[code]
-	if !ok {
-		s.status = http.StatusInternalServerError
-	}
-	return &Error{Status: s.status, Code: code, Message: fmt.Sprintf(format, args...), Retriable: s.retriable}
+	c := errcode.Get(code)
+	return &Error{Status: c.HTTPStatus, Code: code, Message: fmt.Sprintf(format, args...), Retriable: c.Retriable}
 }
 
 // badRequest is the common 400 INVALID_REQUEST.
@@ -87,22 +46,24 @@ func badRequest(format string, args ...any) *Error {
 	return Errorf(client.CodeInvalidRequest, format, args...)
 }
 
-// asAPIError maps errors of the layers below to API errors.
+// asAPIError maps errors of the layers below to API errors: those that carry
+// a catalog code (errcode.Error sentinels of metadata, replication and
+// groups) by their code, logstore's (which imports nothing of ours) and the
+// system's here.
 func asAPIError(err error) *Error {
 	var ae *Error
 	if errors.As(err, &ae) {
 		return ae
 	}
 	var oor *logstore.OutOfRangeError
+	var coded *errcode.Error
 	switch {
 	case errors.As(err, &oor):
 		return outOfRange(oor.Offset, oor.LogStartOffset, oor.LogEndOffset)
-	case errors.Is(err, replication.ErrNotLeader):
-		return Errorf(client.CodeNotLeaderOrFollower, "%v", err)
-	case errors.Is(err, replication.ErrUnknownPartition):
-		return Errorf(client.CodeUnknownTopicOrPartition, "%v", err)
-	case errors.Is(err, replication.ErrNotEnoughReplicas):
-		return Errorf(client.CodeNotEnoughReplicas, "%v", err)
+	case errors.As(err, &coded):
+		// A sentinel that is only its code ("UNKNOWN_MEMBER_ID: member m
+		// left") says the code once, in error_code.
+		return Errorf(coded.Code, "%s", strings.TrimPrefix(err.Error(), coded.Code+": "))
 	case errors.Is(err, context.DeadlineExceeded):
 		return Errorf(client.CodeRequestTimedOut, "the request timed out; its outcome is unknown")
 	case errors.Is(err, logstore.ErrCorruptBatch), errors.Is(err, logstore.ErrBatchTooLarge):

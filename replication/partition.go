@@ -2,13 +2,13 @@ package replication
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"weir/errcode"
 	"weir/logstore"
 )
 
@@ -37,9 +37,9 @@ func ParseAcks(s string) (Acks, error) {
 
 // Errors of the replica manager.
 var (
-	ErrNotLeader         = errors.New("this node is not the partition's leader")
-	ErrUnknownPartition  = errors.New("this node holds no replica of the partition")
-	ErrNotEnoughReplicas = errors.New("the in-sync replicas are fewer than min.insync.replicas")
+	ErrNotLeader         = errcode.New(errcode.NotLeaderOrFollower, "this node is not the partition's leader")
+	ErrUnknownPartition  = errcode.New(errcode.UnknownTopicOrPartition, "this node holds no replica of the partition")
+	ErrNotEnoughReplicas = errcode.New(errcode.NotEnoughReplicas, "the in-sync replicas are fewer than min.insync.replicas")
 )
 
 // DefaultReplicaLagTimeMax is Kafka's replica.lag.time.max.ms.

@@ -8,21 +8,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"weir/errcode"
 )
 
-// Error names a fetch or ISR answer can carry (Kafka's names, so logs and
-// tools read the same as with Kafka).
+// Error names a fetch or ISR answer can carry (the catalog's, which are
+// Kafka's, so logs and tools read the same as with Kafka).
 const (
 	ErrCodeNone                    = ""
-	ErrCodeNotLeaderOrFollower     = "NOT_LEADER_OR_FOLLOWER"
-	ErrCodeFencedLeaderEpoch       = "FENCED_LEADER_EPOCH"
-	ErrCodeUnknownLeaderEpoch      = "UNKNOWN_LEADER_EPOCH"
-	ErrCodeUnknownTopicOrPartition = "UNKNOWN_TOPIC_OR_PARTITION"
-	ErrCodeOffsetOutOfRange        = "OFFSET_OUT_OF_RANGE"
-	ErrCodeKafkaStorageError       = "KAFKA_STORAGE_ERROR"
+	ErrCodeNotLeaderOrFollower     = errcode.NotLeaderOrFollower
+	ErrCodeFencedLeaderEpoch       = errcode.FencedLeaderEpoch
+	ErrCodeUnknownLeaderEpoch      = errcode.UnknownLeaderEpoch
+	ErrCodeUnknownTopicOrPartition = errcode.UnknownTopicOrPartition
+	ErrCodeOffsetOutOfRange        = errcode.OffsetOutOfRange
+	ErrCodeKafkaStorageError       = errcode.KafkaStorageError
 	// ErrCodeStaleBrokerEpoch refuses a fetch from an earlier incarnation of
 	// a follower (a request that was in flight when it restarted).
-	ErrCodeStaleBrokerEpoch = "STALE_BROKER_EPOCH"
+	ErrCodeStaleBrokerEpoch = errcode.StaleBrokerEpoch
 )
 
 // FetchRequest is a follower's pull from one leader broker: every partition

@@ -97,7 +97,7 @@ func (n *Node) DeleteBroker(ctx context.Context, id int32) error {
 	if !n.meta.IsLeader() {
 		return n.notController()
 	}
-	return metaError(n.meta.UnregisterBroker(ctx, id))
+	return n.meta.UnregisterBroker(ctx, id)
 }
 
 // ListTopics lists the topics (internal ones only when asked).
@@ -124,11 +124,11 @@ func (n *Node) CreateTopic(ctx context.Context, req client.CreateTopicRequest) (
 		return client.Topic{}, n.notController()
 	}
 	if err := metadata.ValidateTopicName(req.Name); err != nil {
-		return client.Topic{}, metaError(err)
+		return client.Topic{}, err
 	}
 	for k, v := range req.Configs {
 		if err := metadata.ValidateTopicConfig(k, v); err != nil {
-			return client.Topic{}, metaError(err)
+			return client.Topic{}, err
 		}
 	}
 	parts, rf := int(n.cfg.NumPartitions), int(n.cfg.DefaultReplicationFactor)
@@ -139,7 +139,7 @@ func (n *Node) CreateTopic(ctx context.Context, req client.CreateTopicRequest) (
 		rf = *req.ReplicationFactor
 	}
 	if _, err := n.meta.CreateTopic(ctx, req.Name, parts, rf, req.Configs, false); err != nil {
-		return client.Topic{}, metaError(err)
+		return client.Topic{}, err
 	}
 	n.waitBrokersApplied(ctx)
 	if err := n.syncNow(); err != nil {
@@ -160,7 +160,10 @@ func (n *Node) Topic(ctx context.Context, name string) (client.Topic, error) {
 	tc := metadata.EffectiveConfigs(n.cfg.TopicDefaults(), t.Configs)
 	out := client.Topic{Name: t.Name, ID: t.ID, Internal: t.Internal, ReplicationFactor: t.ReplicationFactor(),
 		Configs: tc, Partitions: make([]client.PartitionInfo, 0, len(t.Partitions))}
-	live := n.partitionOffsets(ctx, t, nil)
+	live, err := n.partitionOffsets(ctx, t, nil)
+	if err != nil {
+		return client.Topic{}, err
+	}
 	for _, p := range t.Partitions {
 		pi := client.PartitionInfo{Partition: p.Partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch,
 			Replicas: append([]int32{}, p.Replicas...), ISR: append([]int32{}, p.ISR...),
@@ -196,25 +199,25 @@ func (n *Node) AlterTopic(ctx context.Context, name string, req client.AlterTopi
 		v := req.Configs[k]
 		if v == nil {
 			if err := metadata.ValidateTopicConfig(k, metadata.KafkaDefaultTopicConfigs()[k]); err != nil {
-				return client.Topic{}, metaError(err)
+				return client.Topic{}, err
 			}
 			reset = append(reset, k)
 			continue
 		}
 		if err := metadata.ValidateTopicConfig(k, *v); err != nil {
-			return client.Topic{}, metaError(err)
+			return client.Topic{}, err
 		}
 		set[k] = *v
 	}
 	// Configs first: both are checked above, so a refused count cannot leave configs half-applied.
 	if len(set) > 0 || len(reset) > 0 {
 		if _, err := n.meta.AlterTopicConfigs(ctx, name, set, reset); err != nil {
-			return client.Topic{}, metaError(err)
+			return client.Topic{}, err
 		}
 	}
 	if req.Partitions != nil && *req.Partitions > len(t.Partitions) {
 		if _, err := n.meta.CreatePartitions(ctx, name, *req.Partitions); err != nil {
-			return client.Topic{}, metaError(err)
+			return client.Topic{}, err
 		}
 	}
 	n.waitBrokersApplied(ctx)
@@ -233,7 +236,7 @@ func (n *Node) DeleteTopic(ctx context.Context, name string) error {
 		return httpapi.Errorf(client.CodeUnknownTopicOrPartition, "topic %q does not exist", name)
 	}
 	if err := n.meta.DeleteTopic(ctx, name); err != nil {
-		return metaError(err)
+		return err
 	}
 	n.waitBrokersApplied(ctx)
 	return n.syncNow()
@@ -313,7 +316,10 @@ func (n *Node) TopicOffsets(ctx context.Context, name string, ts *int64) (client
 	if t == nil {
 		return client.TopicOffsets{}, httpapi.Errorf(client.CodeUnknownTopicOrPartition, "topic %q does not exist", name)
 	}
-	live := n.partitionOffsets(ctx, t, ts)
+	live, err := n.partitionOffsets(ctx, t, ts)
+	if err != nil {
+		return client.TopicOffsets{}, err
+	}
 	out := client.TopicOffsets{Topic: name, Partitions: make([]client.PartitionOffsets, 0, len(t.Partitions))}
 	for _, p := range t.Partitions {
 		o, ok := live[p.Partition]
@@ -326,10 +332,15 @@ func (n *Node) TopicOffsets(ctx context.Context, name string, ts *int64) (client
 }
 
 // partitionOffsets collects the offsets of a topic's partitions from their
-// leaders (this node for its own, one call per other leader).
-func (n *Node) partitionOffsets(ctx context.Context, t *metadata.Topic, ts *int64) map[int32]client.PartitionOffsets {
+// leaders (this node for its own, one call per other leader). A leader that
+// does not answer leaves its partitions out (callers say which); a local
+// failure to read them is returned.
+func (n *Node) partitionOffsets(ctx context.Context, t *metadata.Topic, ts *int64) (map[int32]client.PartitionOffsets, error) {
 	out := map[int32]client.PartitionOffsets{}
-	rows, _ := n.LocalPartitionOffsets(ctx, t.Name, ts)
+	rows, err := n.LocalPartitionOffsets(ctx, t.Name, ts)
+	if err != nil {
+		return nil, fmt.Errorf("offsets of %s on this node: %w", t.Name, err)
+	}
 	for _, r := range rows {
 		out[r.Partition] = r
 	}
@@ -369,7 +380,7 @@ func (n *Node) partitionOffsets(ctx context.Context, t *metadata.Topic, ts *int6
 		}()
 	}
 	wg.Wait()
-	return out
+	return out, nil
 }
 
 // LocalPartitionOffsets reports the partitions of topic this node leads.

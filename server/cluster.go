@@ -141,7 +141,7 @@ func (n *Node) Register(ctx context.Context, req httpapi.RegisterRequest) (httpa
 	}
 	b, err := n.meta.RegisterBroker(ctx, metadata.Broker{ID: req.ID, HTTPAddr: req.HTTPAddr, RaftAddr: req.RaftAddr, Rack: req.Rack, Incarnation: req.Incarnation})
 	if err != nil {
-		return httpapi.RegisterResponse{}, metaError(err)
+		return httpapi.RegisterResponse{}, err
 	}
 	return httpapi.RegisterResponse{Epoch: b.Epoch, State: b.State}, nil
 }
@@ -152,7 +152,7 @@ func (n *Node) Join(ctx context.Context, req httpapi.JoinRequest) (httpapi.Regis
 		return httpapi.RegisterResponse{}, n.notController()
 	}
 	if err := n.meta.Join(ctx, req.ID, req.RaftAddr, false); err != nil {
-		return httpapi.RegisterResponse{}, metaError(err)
+		return httpapi.RegisterResponse{}, err
 	}
 	return n.Register(ctx, req)
 }
@@ -185,7 +185,7 @@ func (n *Node) AlterPartition(ctx context.Context, req httpapi.AlterPartitionReq
 	p, err := n.meta.AlterPartition(ctx, metadata.AlterPartitionCmd{Topic: req.Topic, Partition: req.Partition, Leader: req.Leader,
 		ISR: req.ISR, ExpectedLeaderEpoch: req.LeaderEpoch, ExpectedPartitionEpoch: req.PartitionEpoch})
 	if err != nil {
-		return httpapi.AlterPartitionResponse{}, metaError(err)
+		return httpapi.AlterPartitionResponse{}, err
 	}
 	return httpapi.AlterPartitionResponse{Leader: p.Leader, LeaderEpoch: p.LeaderEpoch, PartitionEpoch: p.PartitionEpoch, ISR: p.ISR}, nil
 }
@@ -232,7 +232,7 @@ func (n *Node) ControlledShutdown(ctx context.Context, req httpapi.ShutdownReque
 	n.ctrl.mu.Unlock()
 	if b := n.meta.Image().Broker(req.ID); b != nil && b.Alive() {
 		if err := n.meta.FenceBroker(ctx, req.ID, req.Epoch); err != nil {
-			return httpapi.ShutdownResponse{}, metaError(err)
+			return httpapi.ShutdownResponse{}, err
 		}
 	}
 	return httpapi.ShutdownResponse{RemainingLeaders: n.meta.Image().LeaderCount(req.ID)}, nil
@@ -451,7 +451,9 @@ func (n *Node) controlledShutdown(ctx context.Context) {
 		// once, briefly, so it does not wait for the session timeout.
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		_, _ = toController(cctx, n, "/brokers/shutdown", n.ControlledShutdown, httpapi.ShutdownRequest{ID: n.cfg.NodeID, Epoch: self.Epoch})
+		if _, err := toController(cctx, n, "/brokers/shutdown", n.ControlledShutdown, httpapi.ShutdownRequest{ID: n.cfg.NodeID, Epoch: self.Epoch}); err != nil {
+			n.logger.Debug("telling the controller of the shutdown failed", "err", err)
+		}
 		return
 	}
 	noController := time.Time{}

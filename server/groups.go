@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -137,8 +136,12 @@ func (e groupsEnv) TopicOffsets(ctx context.Context, topic string, ts *int64) (m
 	if t == nil {
 		return nil, fmt.Errorf("%w: topic %q does not exist", groups.ErrUnknownTopicOrPartition, topic)
 	}
+	live, err := e.n.partitionOffsets(ctx, t, ts)
+	if err != nil {
+		return nil, err
+	}
 	out := map[int32]groups.PartitionOffsets{}
-	for p, o := range e.n.partitionOffsets(ctx, t, ts) {
+	for p, o := range live {
 		out[p] = groups.PartitionOffsets{LogStart: o.LogStartOffset, HighWatermark: o.HighWatermark, ForTimestamp: o.Offset}
 	}
 	return out, nil
@@ -191,7 +194,7 @@ func (n *Node) CreateOffsetsTopic(ctx context.Context, _ httpapi.OffsetsTopicReq
 		t = n.meta.Image().Topic(groups.OffsetsTopic)
 	}
 	if err != nil || t == nil {
-		return httpapi.OffsetsTopicResponse{}, metaError(err)
+		return httpapi.OffsetsTopicResponse{}, err
 	}
 	n.logger.Info("created the offsets topic", "partitions", len(t.Partitions), "replication_factor", rf)
 	return httpapi.OffsetsTopicResponse{Partitions: len(t.Partitions)}, nil
@@ -205,7 +208,7 @@ func (n *Node) coordinatorOf(ctx context.Context, group string) error {
 		return err
 	}
 	if err := groups.ValidateGroupName(group); err != nil {
-		return groupError(err)
+		return err
 	}
 	img := n.meta.Image()
 	t := img.Topic(groups.OffsetsTopic)
@@ -247,18 +250,6 @@ func (n *Node) coordinatorOf(ctx context.Context, group string) error {
 	return nil
 }
 
-// groupError maps coordinator errors to API errors.
-func groupError(err error) error {
-	if err == nil {
-		return nil
-	}
-	var ge *groups.Error
-	if errors.As(err, &ge) {
-		return httpapi.Errorf(ge.Code, "%s", strings.TrimPrefix(err.Error(), ge.Code+": "))
-	}
-	return err
-}
-
 // groupCall routes a call to the group's coordinator and runs it here if
 // this node is that coordinator. A coordinator that has just taken over
 // finishes loading (briefly) before answering rather than bouncing the call.
@@ -268,13 +259,16 @@ func groupCall[T any](ctx context.Context, n *Node, group string, fn func() (T, 
 		return zero, err
 	}
 	if n.coord.Partition(group) < 0 {
-		_ = n.syncNow() // the offsets topic is new: hand it to the coordinator now
+		// The offsets topic is new: hand it to the coordinator now.
+		if err := n.syncNow(); err != nil {
+			n.logger.Debug("applying the metadata before a group call failed", "group", group, "err", err)
+		}
 	}
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	n.coord.WaitLoaded(wctx, group)
 	cancel()
 	v, err := fn()
-	return v, groupError(err)
+	return v, err
 }
 
 // ListGroups lists the groups of every coordinator (nodes that do not answer are left out).
@@ -284,7 +278,10 @@ func (g groupsAPI) ListGroups(ctx context.Context) (client.GroupList, error) {
 		return client.GroupList{}, err
 	}
 	out := client.GroupList{Groups: []client.GroupSummary{}}
-	local, _ := n.LocalGroups(ctx)
+	local, err := n.LocalGroups(ctx)
+	if err != nil {
+		return client.GroupList{}, fmt.Errorf("groups coordinated here: %w", err)
+	}
 	out.Groups = append(out.Groups, local...)
 	img := n.meta.Image()
 	var mu sync.Mutex

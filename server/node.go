@@ -131,9 +131,8 @@ func (n *Node) Run(ctx context.Context) error {
 		Dir: filepath.Join(n.cfg.DataDir, "raft"), Voters: voters, Logger: n.logger.With("component", "raft"),
 	})
 	if err != nil {
-		n.logs.Close()
 		ln.Close()
-		return fmt.Errorf("start raft: %w", err)
+		return errors.Join(fmt.Errorf("start raft: %w", err), n.logs.Close())
 	}
 	fetchWait := time.Duration(n.cfg.ReplicaFetchWaitMaxMs) * time.Millisecond
 	n.fetchClient = &http.Client{Transport: &http.Transport{
@@ -355,34 +354,3 @@ func (n *Node) Codecs() *logstore.Codecs { return n.logs.Codecs() }
 
 // AnyChanged is closed when any local partition's HW moves.
 func (n *Node) AnyChanged() <-chan struct{} { return n.repl.AnyChanged() }
-
-// metaError maps metadata errors to API errors.
-func metaError(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, metadata.ErrTopicExists):
-		return httpapi.Errorf(client.CodeTopicAlreadyExists, "%v", err)
-	case errors.Is(err, metadata.ErrUnknownTopic):
-		return httpapi.Errorf(client.CodeUnknownTopicOrPartition, "%v", err)
-	case errors.Is(err, metadata.ErrInvalidTopic):
-		return httpapi.Errorf(client.CodeInvalidTopic, "%v", err)
-	case errors.Is(err, metadata.ErrInvalidPartitions):
-		return httpapi.Errorf(client.CodeInvalidPartitions, "%v", err)
-	case errors.Is(err, metadata.ErrInvalidReplicationFactor):
-		return httpapi.Errorf(client.CodeInvalidReplicationFactor, "%v", err)
-	case errors.Is(err, metadata.ErrInvalidConfig):
-		return httpapi.Errorf(client.CodeInvalidConfig, "%v", err)
-	case errors.Is(err, metadata.ErrInvalidRequest):
-		return httpapi.Errorf(client.CodeInvalidRequest, "%v", err)
-	case errors.Is(err, metadata.ErrNotLeader):
-		return httpapi.Errorf(client.CodeNotController, "%v; retry", err)
-	case errors.Is(err, metadata.ErrUnknownOutcome):
-		return httpapi.Errorf(client.CodeRequestTimedOut, "%v", err)
-	case errors.Is(err, metadata.ErrStaleEpoch):
-		return httpapi.Errorf(client.CodeNotController, "%v; retry", err)
-	case errors.Is(err, metadata.ErrUnknownBroker):
-		return httpapi.Errorf(client.CodeBrokerNotAvailable, "%v", err)
-	}
-	return err
-}

@@ -70,7 +70,9 @@ func (n *Node) ServeFetch(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := n.repl.HandleFetch(r.Context(), req)
 	w.Header().Set("Content-Type", replication.FetchResponseContentType)
-	_ = replication.EncodeFetchResponse(w, resp)
+	if err := replication.EncodeFetchResponse(w, resp); err != nil {
+		n.logger.Debug("writing a fetch reply failed", "follower", req.ReplicaID, "err", err)
+	}
 }
 
 // brokerEpoch is this broker's current epoch, sent with its fetches.
