@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"sync"
@@ -268,28 +269,8 @@ func (n *Node) controllerTick(ctx context.Context) {
 	cs.applied[n.cfg.NodeID] = n.meta.Stats().AppliedIndex
 	cs.stopping[n.cfg.NodeID] = n.stopping.Load()
 	session := time.Duration(n.cfg.BrokerSessionTimeoutMs) * time.Millisecond
-	type action struct {
-		id     int32
-		epoch  int64
-		fence  bool
-		reason string
-	}
-	var acts []action
-	img := n.meta.Image()
-	for _, id := range img.SortedBrokerIDs() {
-		b := img.Broker(id)
-		seen, ok := cs.lastSeen[id]
-		if !ok {
-			seen = cs.since
-		}
-		silent := now.Sub(seen) > session
-		switch {
-		case b.Alive() && silent:
-			acts = append(acts, action{id, b.Epoch, true, fmt.Sprintf("no heartbeat for %v", now.Sub(seen).Round(time.Millisecond))})
-		case !b.Alive() && !silent && ok && !cs.stopping[id] && cs.applied[id] >= uint64(b.Epoch):
-			acts = append(acts, action{id, b.Epoch, false, "caught up"})
-		}
-	}
+	acts := fencingDecisions(n.meta.Image(), brokerView{since: cs.since, lastSeen: cs.lastSeen, applied: cs.applied, stopping: cs.stopping},
+		now, session)
 	balance := n.cfg.AutoLeaderRebalanceEnable && now.Sub(cs.lastBalance) > time.Second
 	if balance {
 		cs.lastBalance = now
@@ -321,22 +302,11 @@ func (n *Node) controllerTick(ctx context.Context) {
 func (n *Node) restorePreferredLeaders(ctx context.Context) {
 	img := n.meta.Image()
 	n.ctrl.mu.Lock()
-	stopping := make(map[int32]bool, len(n.ctrl.stopping))
-	for k, v := range n.ctrl.stopping {
-		stopping[k] = v
-	}
+	stopping := maps.Clone(n.ctrl.stopping)
 	n.ctrl.mu.Unlock()
-	for _, name := range img.SortedTopicNames() {
-		for _, p := range img.Topic(name).Partitions {
-			pref := p.Replicas[0]
-			if p.Leader == pref || !p.InISR(pref) || !img.Broker(pref).Alive() || stopping[pref] {
-				continue
-			}
-			_, err := n.meta.AlterPartition(ctx, metadata.AlterPartitionCmd{Topic: name, Partition: p.Partition, Leader: pref,
-				ISR: p.ISR, ExpectedLeaderEpoch: p.LeaderEpoch, ExpectedPartitionEpoch: p.PartitionEpoch})
-			if err != nil && ctx.Err() == nil {
-				n.logger.Debug("preferred leader not restored", "topic", name, "partition", p.Partition, "err", err)
-			}
+	for _, cmd := range preferredLeaderMoves(img, stopping) {
+		if _, err := n.meta.AlterPartition(ctx, cmd); err != nil && ctx.Err() == nil {
+			n.logger.Debug("preferred leader not restored", "topic", cmd.Topic, "partition", cmd.Partition, "err", err)
 		}
 	}
 }
