@@ -35,6 +35,10 @@ type HeartbeatRequest struct {
 	ID           int32  `json:"id"`
 	Epoch        int64  `json:"broker_epoch"`
 	AppliedIndex uint64 `json:"applied_index"`
+	// ReplicasIndex is the metadata version this broker's replicas reflect
+	// (AppliedIndex may be ahead of it for a moment): a partition created at
+	// or before it is open here.
+	ReplicasIndex uint64 `json:"replicas_index,omitempty"`
 	// ShuttingDown keeps the controller from unfencing a broker on its way out.
 	ShuttingDown bool `json:"shutting_down,omitempty"`
 }

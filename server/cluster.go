@@ -82,7 +82,8 @@ type controllerState struct {
 	leading     bool
 	since       time.Time
 	lastSeen    map[int32]time.Time
-	applied     map[int32]uint64
+	applied     map[int32]uint64 // metadata index applied by Raft, per broker
+	replicas    map[int32]uint64 // metadata version applied to the replicas, per broker
 	stopping    map[int32]bool
 	lastBalance time.Time
 }
@@ -95,7 +96,7 @@ func (cs *controllerState) startLeading(now time.Time) {
 		return
 	}
 	cs.leading, cs.since = true, now
-	cs.lastSeen, cs.applied, cs.stopping = map[int32]time.Time{}, map[int32]uint64{}, map[int32]bool{}
+	cs.lastSeen, cs.applied, cs.replicas, cs.stopping = map[int32]time.Time{}, map[int32]uint64{}, map[int32]uint64{}, map[int32]bool{}
 }
 
 // controller returns the controller's id and REST address.
@@ -173,6 +174,7 @@ func (n *Node) Heartbeat(ctx context.Context, req httpapi.HeartbeatRequest) (htt
 	cs.startLeading(time.Now())
 	cs.lastSeen[req.ID] = time.Now()
 	cs.applied[req.ID] = req.AppliedIndex
+	cs.replicas[req.ID] = req.ReplicasIndex
 	cs.stopping[req.ID] = req.ShuttingDown
 	cs.mu.Unlock()
 	return httpapi.HeartbeatResponse{MetadataIndex: n.meta.Stats().AppliedIndex, State: b.State}, nil
@@ -192,9 +194,12 @@ func (n *Node) AlterPartition(ctx context.Context, req httpapi.AlterPartitionReq
 }
 
 // waitBrokersApplied waits (briefly, bounded) until every alive broker has
-// reported, by heartbeat, that it applied the metadata this controller has
-// applied: then a produce sent to any node right after a create finds the
-// topic. Past the bound the call returns anyway; the change is committed.
+// reported, by heartbeat, that its replicas reflect the metadata this
+// controller has applied: then a produce sent to any node right after a
+// create finds the topic and its partitions open. (Raft's applied index is
+// not enough: it runs ahead of the replicas for as long as opening the new
+// partitions takes.) Past the bound the call returns anyway; the change is
+// committed.
 func (n *Node) waitBrokersApplied(ctx context.Context) {
 	target := n.meta.Stats().AppliedIndex
 	// Up to a session timeout: a broker that has not reported by then is
@@ -206,7 +211,7 @@ func (n *Node) waitBrokersApplied(ctx context.Context) {
 		behind := false
 		n.ctrl.mu.Lock()
 		for _, id := range img.SortedBrokerIDs() {
-			if id != n.cfg.NodeID && img.Broker(id).Alive() && n.ctrl.applied[id] < target {
+			if id != n.cfg.NodeID && img.Broker(id).Alive() && n.ctrl.replicas[id] < target {
 				behind = true
 			}
 		}
@@ -342,7 +347,8 @@ func (n *Node) heartbeatOnce(ctx context.Context) {
 		}
 		return
 	}
-	req := httpapi.HeartbeatRequest{ID: n.cfg.NodeID, Epoch: self.Epoch, AppliedIndex: n.meta.Stats().AppliedIndex, ShuttingDown: n.stopping.Load()}
+	req := httpapi.HeartbeatRequest{ID: n.cfg.NodeID, Epoch: self.Epoch, AppliedIndex: n.meta.Stats().AppliedIndex,
+		ReplicasIndex: n.replicasVersion.Load(), ShuttingDown: n.stopping.Load()}
 	resp, err := toController(cctx, n, "/brokers/heartbeat", n.Heartbeat, req)
 	if err != nil {
 		if ctx.Err() == nil {

@@ -52,6 +52,8 @@ type Node struct {
 	// lastHeartbeat is when the controller last answered a heartbeat (unix ns).
 	lastHeartbeat atomic.Int64
 	syncMu        sync.Mutex // serialises applying the metadata to local replicas
+	// replicasVersion is the metadata version the local replicas last took.
+	replicasVersion atomic.Uint64
 
 	coord          *groups.Coordinator
 	offsetsTopicMu sync.Mutex // serialises on-demand creation of the offsets topic
@@ -314,6 +316,9 @@ func (n *Node) applyImage(img *metadata.Image) error {
 	}
 	if err := n.repl.Apply(as); err != nil {
 		return err
+	}
+	if img.Version > n.replicasVersion.Load() {
+		n.replicasVersion.Store(img.Version) // under syncMu: no lost update
 	}
 	n.syncCoordinator(img)
 	return nil
