@@ -1,0 +1,171 @@
+// Package nodeauth is the cluster secret that every node of a Weir cluster
+// holds, and the credentials derived from it that nodes present to each
+// other: a header on node-to-node HTTP calls (/internal/v1/... and forwarded
+// requests) and a handshake on Raft connections.
+//
+// The raw secret never travels: each use gets its own token, an
+// HMAC-SHA256 of a fixed label keyed with the secret, so a token seen on the
+// wire does not reveal the secret, and a token of one use (say HTTP) is not
+// the one another use (Raft) takes. Tokens are compared in constant time.
+// They are static: without TLS, whoever can read the traffic between nodes
+// can replay them. What they keep out is anyone who can merely reach the
+// nodes' ports; mutual TLS is the answer to an untrusted network.
+package nodeauth
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Header carries the HTTP token on node-to-node requests.
+const Header = "Weir-Cluster-Auth"
+
+// SecretFile is the secret's file in a node's data dir, read when the
+// configuration does not give the secret.
+const SecretFile = "cluster-secret"
+
+// MinSecretLen is the shortest secret accepted, in bytes.
+const MinSecretLen = 16
+
+// Labels of the derived tokens: one per use, so that no token stands in for
+// another.
+const (
+	labelHTTP       = "weir node-to-node http v1"
+	labelRaftDial   = "weir raft dial v1"
+	labelRaftAccept = "weir raft accept v1"
+)
+
+// Keys are the credentials derived from a cluster secret.
+type Keys struct {
+	http       string // hex, as the header carries it
+	raftDial   []byte // what a dialing node sends
+	raftAccept []byte // what the accepting node answers
+}
+
+// NewKeys derives the credentials from secret (surrounding white space is
+// ignored, as a file's trailing newline would be).
+func NewKeys(secret string) (*Keys, error) {
+	secret = strings.TrimSpace(secret)
+	if err := CheckSecret(secret); err != nil {
+		return nil, err
+	}
+	return &Keys{
+		http:       hex.EncodeToString(derive(secret, labelHTTP)),
+		raftDial:   derive(secret, labelRaftDial),
+		raftAccept: derive(secret, labelRaftAccept),
+	}, nil
+}
+
+// CheckSecret says what is wrong with a secret, without repeating it.
+func CheckSecret(secret string) error {
+	if n := len(strings.TrimSpace(secret)); n < MinSecretLen {
+		return fmt.Errorf("is %d bytes long; use at least %d (e.g. the output of `openssl rand -hex 32`)", n, MinSecretLen)
+	}
+	return nil
+}
+
+func derive(secret, label string) []byte {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(label))
+	return m.Sum(nil)
+}
+
+// HTTPToken is the value of Header on this node's requests.
+func (k *Keys) HTTPToken() string { return k.http }
+
+// ValidHTTP reports whether a presented header value is the cluster's token.
+func (k *Keys) ValidHTTP(presented string) bool {
+	return subtle.ConstantTimeCompare([]byte(presented), []byte(k.http)) == 1
+}
+
+// Transport adds this node's token to every request sent through base.
+func (k *Keys) Transport(base http.RoundTripper) http.RoundTripper {
+	return &authTransport{base: base, token: k.http}
+}
+
+type authTransport struct {
+	base  http.RoundTripper
+	token string
+}
+
+func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	// A RoundTripper must not change the caller's request.
+	out := req.Clone(req.Context())
+	out.Header.Set(Header, t.token)
+	return t.base.RoundTrip(out)
+}
+
+// CloseIdleConnections passes on to the wrapped transport (http.Client
+// calls it through this interface).
+func (t *authTransport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// Generate returns a new random secret: 32 bytes from crypto/rand, in hex.
+func Generate() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate a cluster secret: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// ReadFile reads a secret file; ok is false when it does not exist.
+func ReadFile(path string) (secret string, ok bool, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("read the cluster secret: %w", err)
+	}
+	secret = strings.TrimSpace(string(b))
+	if err := CheckSecret(secret); err != nil {
+		return "", false, fmt.Errorf("the cluster secret in %s %w", path, err)
+	}
+	return secret, true, nil
+}
+
+// CreateFile writes secret to a new file readable by its owner only; it
+// fails if the file exists (another process may have written one).
+func CreateFile(path, secret string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write the cluster secret: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // gone after the link below; a leftover otherwise
+	// CreateTemp makes the file 0600: the secret is never readable by others.
+	_, werr := tmp.WriteString(secret + "\n")
+	if err := errors.Join(werr, tmp.Sync(), tmp.Close()); err != nil {
+		return fmt.Errorf("write the cluster secret: %w", err)
+	}
+	// A hard link publishes the whole file at once and refuses to replace one.
+	if err := os.Link(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write the cluster secret: %w", err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
