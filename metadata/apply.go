@@ -165,19 +165,8 @@ func (tx *txn) registerBroker(c RegisterBrokerCmd, index uint64) error {
 	if old != nil && old.HTTPAddr == c.HTTPAddr && old.RaftAddr == c.RaftAddr && old.Rack == c.Rack && old.Incarnation == c.Incarnation {
 		return nil // same incarnation: keep the epoch and the state
 	}
-	// Two live brokers at one address is a misconfiguration (e.g. a copied
-	// config file); a fenced one may be a dead node being replaced.
-	for _, id := range tx.next.SortedBrokerIDs() {
-		b := tx.next.Brokers[id]
-		if id == c.ID || !b.Alive() {
-			continue
-		}
-		if b.HTTPAddr == c.HTTPAddr {
-			return fmt.Errorf("%w: http_addr %q is already used by alive broker %d", ErrInvalidRequest, c.HTTPAddr, id)
-		}
-		if b.RaftAddr == c.RaftAddr {
-			return fmt.Errorf("%w: raft_addr %q is already used by alive broker %d", ErrInvalidRequest, c.RaftAddr, id)
-		}
+	if err := addrConflict(tx.next, c); err != nil {
+		return err
 	}
 	tx.putBroker(&Broker{
 		ID:          c.ID,
@@ -193,6 +182,25 @@ func (tx *txn) registerBroker(c RegisterBrokerCmd, index uint64) error {
 		// The previous incarnation is gone: it must not stay leader or in
 		// any ISR.
 		tx.fenceEffects(c.ID)
+	}
+	return nil
+}
+
+// addrConflict says whether another alive broker of img uses one of c's
+// addresses. Two live brokers at one address is a misconfiguration (e.g. a
+// copied config file); a fenced one may be a dead node being replaced.
+func addrConflict(img *Image, c RegisterBrokerCmd) error {
+	for _, id := range img.SortedBrokerIDs() {
+		b := img.Brokers[id]
+		if id == c.ID || !b.Alive() {
+			continue
+		}
+		if b.HTTPAddr == c.HTTPAddr {
+			return fmt.Errorf("%w: http_addr %q is already used by alive broker %d", ErrInvalidRequest, c.HTTPAddr, id)
+		}
+		if b.RaftAddr == c.RaftAddr {
+			return fmt.Errorf("%w: raft_addr %q is already used by alive broker %d", ErrInvalidRequest, c.RaftAddr, id)
+		}
 	}
 	return nil
 }

@@ -148,11 +148,24 @@ func (s *Store) CreatePartitions(ctx context.Context, name string, newTotal int)
 // committed; its Epoch is the registration's Raft index. A new broker starts
 // fenced: unfence it (UnfenceBroker) once its image has caught up with Epoch.
 func (s *Store) RegisterBroker(ctx context.Context, b Broker) (*Broker, error) {
+	if err := checkBroker(b.ID, b.HTTPAddr, b.RaftAddr); err != nil {
+		return nil, err
+	}
 	res, err := s.Propose(ctx, RegisterBrokerCmd{ID: b.ID, HTTPAddr: b.HTTPAddr, RaftAddr: b.RaftAddr, Rack: b.Rack, Incarnation: b.Incarnation})
 	if err != nil {
 		return nil, err
 	}
 	return res.Image.Broker(b.ID), nil
+}
+
+// CheckRegistration says why RegisterBroker would refuse b right now, as far
+// as this node's image tells: a join checks it before it changes the Raft
+// configuration, so that a refused join changes nothing.
+func (s *Store) CheckRegistration(b Broker) error {
+	if err := checkBroker(b.ID, b.HTTPAddr, b.RaftAddr); err != nil {
+		return err
+	}
+	return addrConflict(s.Image(), RegisterBrokerCmd{ID: b.ID, HTTPAddr: b.HTTPAddr, RaftAddr: b.RaftAddr})
 }
 
 // FenceBroker fences broker id (epoch 0: whatever its epoch), moving

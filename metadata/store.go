@@ -539,8 +539,11 @@ func (s *Store) WaitApplied(ctx context.Context, index uint64) error {
 // as voter is promoted; a voter is never demoted; a known id with a new
 // address gets the new address.
 func (s *Store) Join(ctx context.Context, id int32, raftAddr string, voter bool) error {
-	if id < 0 || raftAddr == "" {
-		return fmt.Errorf("%w: join needs a node id >= 0 and a raft address", ErrInvalidRequest)
+	if id < 1 {
+		return fmt.Errorf("%w: node id %d must be 1 or more", ErrInvalidRequest, id)
+	}
+	if err := CheckAddr(raftAddr, true); err != nil {
+		return fmt.Errorf("%w: raft_addr: %w", ErrInvalidRequest, err)
 	}
 	if !s.IsLeader() {
 		return s.notLeader()

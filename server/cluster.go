@@ -149,9 +149,14 @@ func (n *Node) Register(ctx context.Context, req httpapi.RegisterRequest) (httpa
 }
 
 // Join adds a node to Raft as a non-voter and registers it; controller only.
+// Everything the registration would refuse is refused first, so that a
+// refused join leaves the Raft configuration as it was.
 func (n *Node) Join(ctx context.Context, req httpapi.JoinRequest) (httpapi.RegisterResponse, error) {
 	if !n.meta.IsLeader() {
 		return httpapi.RegisterResponse{}, n.notController()
+	}
+	if err := n.meta.CheckRegistration(metadata.Broker{ID: req.ID, HTTPAddr: req.HTTPAddr, RaftAddr: req.RaftAddr}); err != nil {
+		return httpapi.RegisterResponse{}, err
 	}
 	if err := n.meta.Join(ctx, req.ID, req.RaftAddr, false); err != nil {
 		return httpapi.RegisterResponse{}, err

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"weir/metadata"
 )
 
 // Config is everything a node is started with. Each field's yaml tag is its
@@ -327,7 +329,7 @@ func (c Config) validateAdvertise() error {
 	}
 	// Resolved would advertise http_addr, and a wildcard is not an address
 	// clients can dial.
-	if host, _, _ := net.SplitHostPort(c.HTTPAddr); !specificHost(host) {
+	if host, _, _ := net.SplitHostPort(c.HTTPAddr); !metadata.SpecificHost(host) {
 		return keyErr("advertise_http_addr", "must be set when http_addr %q has no specific host (it is the address clients and other nodes dial)", c.HTTPAddr)
 	}
 	return nil
@@ -339,7 +341,7 @@ func (c Config) validateRaftAdvertise() error {
 	if _, self := c.selfVoter(); self {
 		return nil
 	}
-	if host, _, _ := net.SplitHostPort(c.RaftAddr); !specificHost(host) {
+	if host, _, _ := net.SplitHostPort(c.RaftAddr); !metadata.SpecificHost(host) {
 		return keyErr("raft_addr", "%q has no specific host for other nodes to dial; give one, or list this node in voters", c.RaftAddr)
 	}
 	return nil
@@ -382,40 +384,10 @@ func votersText(vs []Voter) string {
 // may leave the host empty or unspecified (every interface); addresses other
 // nodes dial (needHost) must name one.
 func checkAddr(key, s string, needHost bool) error {
-	host, portText, err := net.SplitHostPort(s)
-	if err != nil || !validHost(host) {
-		return keyErr(key, "%q is not host:port", s)
-	}
-	port, err := strconv.Atoi(portText)
-	if err != nil || port < 1 || port > 65535 {
-		return keyErr(key, "%q has port %q; want a number from 1 to 65535", s, portText)
-	}
-	if needHost && !specificHost(host) {
-		return keyErr(key, "%q has no specific host for others to dial", s)
+	if err := metadata.CheckAddr(s, needHost); err != nil {
+		return keyErr(key, "%v", err)
 	}
 	return nil
-}
-
-// validHost accepts an IP, a DNS name or "" (every interface); it rejects
-// things like "http://x" that SplitHostPort lets through.
-func validHost(h string) bool {
-	if h == "" || net.ParseIP(h) != nil {
-		return true
-	}
-	for _, r := range h {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
-			return false
-		}
-	}
-	return true
-}
-
-func specificHost(h string) bool {
-	if h == "" {
-		return false
-	}
-	ip := net.ParseIP(h)
-	return ip == nil || !ip.IsUnspecified()
 }
 
 func checkJoinURL(s string) error {
@@ -425,7 +397,7 @@ func checkJoinURL(s string) error {
 		u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 		return bad()
 	}
-	if !validHost(u.Hostname()) || !specificHost(u.Hostname()) {
+	if !metadata.ValidHost(u.Hostname()) || !metadata.SpecificHost(u.Hostname()) {
 		return bad()
 	}
 	if p := u.Port(); p != "" {
