@@ -49,6 +49,8 @@ const (
 	CodeUnknownLeaderEpoch           = errcode.UnknownLeaderEpoch
 	CodeStaleBrokerEpoch             = errcode.StaleBrokerEpoch
 	CodeIneligibleReplica            = errcode.IneligibleReplica
+	CodeNodeAuthenticationRequired   = errcode.NodeAuthenticationRequired
+	CodeClusterAuthorizationFailed   = errcode.ClusterAuthorizationFailed
 )
 
 // ErrorBody is every non-2xx reply.

@@ -47,11 +47,14 @@ const (
 	UnknownLeaderEpoch           = "UNKNOWN_LEADER_EPOCH"
 	StaleBrokerEpoch             = "STALE_BROKER_EPOCH"
 	IneligibleReplica            = "INELIGIBLE_REPLICA"
+	ClusterAuthorizationFailed   = "CLUSTER_AUTHORIZATION_FAILED"
 
 	// REST-only: HTTP conditions Kafka's protocol has no code for.
 	NotFound             = "NOT_FOUND"
 	MethodNotAllowed     = "METHOD_NOT_ALLOWED"
 	UnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE"
+	// A node-to-node route (/internal/v1) without the cluster credential.
+	NodeAuthenticationRequired = "NODE_AUTHENTICATION_REQUIRED"
 )
 
 // NoKafkaCode marks a REST-only error; the Kafka listener never answers it.
@@ -106,6 +109,8 @@ var catalog = []Code{
 		"The member is not (or no longer) in the group; join again."},
 	{RebalanceInProgress, 27, http.StatusConflict, false,
 		"A commit without a member id while the group has members."},
+	{ClusterAuthorizationFailed, 31, http.StatusForbidden, false,
+		"The request carries a cluster credential other than this cluster's (a node of another cluster, or a guess); nothing was done."},
 	{TopicAlreadyExists, 36, http.StatusConflict, false,
 		"A topic with that name exists."},
 	{InvalidPartitions, 37, http.StatusBadRequest, false,
@@ -140,6 +145,8 @@ var catalog = []Code{
 		"The route exists but not for that method."},
 	{UnsupportedMediaType, NoKafkaCode, http.StatusUnsupportedMediaType, false,
 		"The request body's Content-Type is not one the endpoint takes."},
+	{NodeAuthenticationRequired, NoKafkaCode, http.StatusUnauthorized, false,
+		"The route is for the nodes of the cluster, which present its credential (Weir-Cluster-Auth); nothing was done."},
 }
 
 // byName indexes catalog; built once, never written after.

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"weir/client"
+	"weir/nodeauth"
 )
 
 // Bounds of the cluster's waits.
@@ -90,6 +91,10 @@ func startCluster(cfg clusterConfig, nw network, rec *Recorder, logf func(string
 		Timeout:   controlTimeout,
 	}
 	c.tmpfs = true
+	secret, err := nodeauth.Generate()
+	if err != nil {
+		return c, err
+	}
 	var voters []string
 	for i := 1; i <= cfg.nodes; i++ {
 		voters = append(voters, fmt.Sprintf("%d@%s", i, nw.addrs(i).raftAdvertise))
@@ -112,7 +117,7 @@ func startCluster(cfg clusterConfig, nw network, rec *Recorder, logf func(string
 		a := nw.addrs(i)
 		n.args = append([]string{"serve", "--node-id", strconv.Itoa(i), "--data-dir", n.dataDir,
 			"--http-addr", a.httpListen, "--advertise-http-addr", a.httpAdvertise, "--raft-addr", a.raftListen,
-			"--voters", strings.Join(voters, ","),
+			"--voters", strings.Join(voters, ","), "--cluster-secret", secret,
 			"--broker-session-timeout-ms", strconv.FormatInt(cfg.session.Milliseconds(), 10),
 		}, cfg.extra...)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"weir/client"
+	"weir/nodeauth"
 )
 
 // ForwardedHeader marks a request one node passed to another, so a request is
@@ -42,7 +43,8 @@ func (e *NotHereError) Error() string {
 const ClientAddrHeader = "Weir-Client-Addr"
 
 // clientAddr is the address of the request's client: the one the forwarding
-// node saw, on a forwarded request.
+// node saw, on a forwarded request (nodeHeaders drops both headers from
+// anyone but a node).
 func clientAddr(c echo.Context) string {
 	h := c.Request().Header
 	if h.Get(ForwardedHeader) != "" {
@@ -60,13 +62,18 @@ type forwarder struct {
 	client *http.Client
 }
 
-func newForwarder(timeout time.Duration) *forwarder {
-	tr := &http.Transport{
+// newForwarder's requests carry the cluster credential (when there is one):
+// the owner then believes their forwarding headers.
+func newForwarder(timeout time.Duration, keys *nodeauth.Keys) *forwarder {
+	var tr http.RoundTripper = &http.Transport{
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        1024,
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     90 * time.Second,
+	}
+	if keys != nil {
+		tr = keys.Transport(tr)
 	}
 	return &forwarder{client: &http.Client{Transport: tr, Timeout: timeout}}
 }

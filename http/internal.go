@@ -108,7 +108,7 @@ func (s *Server) internalRoutes() {
 	if in == nil {
 		return
 	}
-	g := s.e.Group("/internal/v1")
+	g := s.e.Group("/internal/v1", s.requireNode)
 	g.POST("/brokers/register", jsonCall(s, in.Register))
 	g.POST("/brokers/heartbeat", jsonCall(s, in.Heartbeat))
 	g.POST("/brokers/shutdown", jsonCall(s, in.ControlledShutdown))

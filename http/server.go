@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 
 	"weir/client"
 	"weir/logstore"
+	"weir/nodeauth"
 	"weir/replication"
 )
 
@@ -84,6 +86,13 @@ type Options struct {
 	Internal Internal
 	// Groups serves /v1/groups; nil leaves the routes out.
 	Groups Groups
+	// Cluster is the credential nodes present to each other: /internal/v1
+	// and the forwarding headers take only requests that carry it, and this
+	// node's forwarded requests carry it. Nil trusts no request.
+	Cluster *nodeauth.Keys
+	// TrustedProxies may name the client in X-Forwarded-For; none: the
+	// client is the connection's peer.
+	TrustedProxies []*net.IPNet
 }
 
 // Server is the REST API of one node.
@@ -96,7 +105,8 @@ type Server struct {
 	servedBy string
 	sticky   stickyCounter
 	fwd      *forwarder
-	parsers  fastjson.ParserPool // produce bodies
+	refusals *nodeauth.RefusalLog // requests refused for their credential
+	parsers  fastjson.ParserPool  // produce bodies
 	// pollTurn rotates the partition a group poll serves first.
 	pollTurn atomic.Uint64
 }
@@ -114,10 +124,12 @@ func New(opts Options) *Server {
 	}
 	s := &Server{e: echo.New(), b: opts.Backend, log: opts.Logger, opts: opts, metrics: opts.Metrics,
 		servedBy: strconv.Itoa(int(opts.Backend.NodeID()))}
-	s.fwd = newForwarder(opts.RequestTimeout + 5*time.Second)
+	s.fwd = newForwarder(opts.RequestTimeout+5*time.Second, opts.Cluster)
+	s.refusals = nodeauth.NewRefusalLog(opts.Logger, "refused a node-to-node request: no or a wrong cluster credential", 10*time.Second)
 	s.e.HideBanner, s.e.HidePort = true, true
 	s.e.HTTPErrorHandler = s.handleError
-	s.e.Use(s.middleware)
+	s.e.IPExtractor = ipExtractor(opts.TrustedProxies)
+	s.e.Use(s.middleware, s.nodeHeaders)
 	s.routes()
 	return s
 }

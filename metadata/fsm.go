@@ -90,17 +90,26 @@ func (f *FSM) Apply(l *raft.Log) any {
 // StoreConfiguration records a committed Raft configuration, so the image
 // knows the Raft members and which brokers are voters.
 func (f *FSM) StoreConfiguration(index uint64, c raft.Configuration) {
+	members := membersOf(c, func(id raft.ServerID) {
+		f.logger.Warn("ignoring raft server with a non-numeric id", "id", id)
+	})
+	f.publish(applyConfiguration(f.img.Load(), index, members))
+}
+
+// membersOf is a Raft configuration as the image keeps it, in id order;
+// servers whose id is not a node id are left out and passed to bad.
+func membersOf(c raft.Configuration, bad func(raft.ServerID)) []Member {
 	members := make([]Member, 0, len(c.Servers))
 	for _, s := range c.Servers {
 		id, err := strconv.ParseInt(string(s.ID), 10, 32)
 		if err != nil {
-			f.logger.Warn("ignoring raft server with a non-numeric id", "id", s.ID)
+			bad(s.ID)
 			continue
 		}
 		members = append(members, Member{ID: int32(id), RaftAddr: string(s.Address), Voter: s.Suffrage == raft.Voter})
 	}
 	slices.SortFunc(members, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
-	f.publish(applyConfiguration(f.img.Load(), index, members))
+	return members
 }
 
 // snapshotFormat versions the snapshot encoding.

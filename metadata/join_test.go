@@ -14,7 +14,7 @@ func TestJoinRefusalChangesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	addr := freeAddr(t)
-	s := openStore(t, Config{NodeID: 1, RaftAddr: addr, Dir: t.TempDir(), Voters: []Voter{{1, addr}}, Logger: testLogger(t)})
+	s := openStore(t, Config{NodeID: 1, RaftAddr: addr, Dir: t.TempDir(), Voters: []Voter{{1, addr}}, Keys: testKeys(t), Logger: testLogger(t)})
 	waitImage(ctx, t, s, "cluster id", func(img *Image) bool { return img.ClusterID != "" })
 	registerAlive(ctx, t, s, 1, addr)
 	for _, tc := range []struct {

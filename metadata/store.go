@@ -16,6 +16,8 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
+
+	"weir/nodeauth"
 )
 
 // Voter is one initial Raft voter.
@@ -39,6 +41,8 @@ type Config struct {
 	// no Raft state that is among them bootstraps the cluster with all of
 	// them; any other node waits to be added with Join.
 	Voters []Voter
+	// Keys authenticate every Raft connection, both ways (required).
+	Keys   *nodeauth.Keys
 	Logger *slog.Logger
 
 	HeartbeatTimeout   time.Duration // default 500ms
@@ -83,6 +87,8 @@ func (c *Config) validate() error {
 		return errors.New("raft address is empty")
 	case c.Dir == "":
 		return errors.New("raft directory is empty")
+	case c.Keys == nil:
+		return errors.New("no cluster credentials to authenticate raft connections with")
 	}
 	ids, addrs := map[int32]bool{}, map[string]bool{}
 	for _, v := range c.Voters {
@@ -186,11 +192,13 @@ func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
 	// refuses an append (the decoder stops while the sender waits for it),
 	// which ends replication to that follower until the leader restarts and
 	// makes Close hang. The metadata log is small; pipelining buys nothing.
-	s.transport, err = raft.NewTCPTransportWithConfig(cfg.RaftBindAddr, advertise, &raft.NetworkTransportConfig{
-		MaxPool: 3, Timeout: 10 * time.Second, Logger: hclogger.Named("transport"), MaxRPCsInFlight: 1})
+	stream, err := newAuthStream(cfg.RaftBindAddr, advertise, cfg.Keys,
+		nodeauth.NewRefusalLog(cfg.Logger, "refused a raft connection without the cluster credential", 10*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.RaftBindAddr, err)
 	}
+	s.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: hclogger.Named("transport"), MaxRPCsInFlight: 1})
 	cleanup = append(cleanup, func() { _ = s.transport.Close() })
 
 	existing, err := raft.HasExistingState(logStore, s.bolt, snaps)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"weir/nodeauth"
 )
 
 // lockedBuffer collects a test's logs; they are printed only if it fails, so
@@ -44,6 +46,16 @@ func testLogger(t *testing.T) *slog.Logger {
 		}
 	})
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// testKeys are the cluster credentials of every store in a test.
+func testKeys(t *testing.T) *nodeauth.Keys {
+	t.Helper()
+	k, err := nodeauth.NewKeys("metadata-test-cluster-secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 func freeAddr(t *testing.T) string {
@@ -195,7 +207,7 @@ func TestSingleNodeStoreSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{
 		NodeID: 1, RaftAddr: addr, HTTPAddr: "127.0.0.1:8001", Dir: dir,
-		Voters: []Voter{{ID: 1, RaftAddr: addr}}, Logger: testLogger(t),
+		Voters: []Voter{{ID: 1, RaftAddr: addr}}, Keys: testKeys(t), Logger: testLogger(t),
 		// Snapshot often so the restart restores a snapshot and replays the
 		// log after it.
 		SnapshotThreshold: 4, SnapshotInterval: 20 * time.Millisecond, TrailingLogs: 2,
@@ -318,7 +330,7 @@ func TestThreeNodeStore(t *testing.T) {
 	config := func(id int32, raftAddr string) Config {
 		return Config{
 			NodeID: id, RaftAddr: raftAddr, HTTPAddr: fmt.Sprintf("127.0.0.1:%d", 8000+id),
-			Dir: t.TempDir(), Voters: voters, Logger: logger.With("node", id),
+			Dir: t.TempDir(), Voters: voters, Keys: testKeys(t), Logger: logger.With("node", id),
 			HeartbeatTimeout: testHeartbeat, ElectionTimeout: testElection, LeaderLeaseTimeout: testLease,
 		}
 	}
@@ -433,13 +445,15 @@ func TestThreeNodeStore(t *testing.T) {
 func TestOpenValidatesConfig(t *testing.T) {
 	ctx := context.Background()
 	addr := freeAddr(t)
+	keys := testKeys(t)
 	for _, cfg := range []Config{
-		{NodeID: 1, Dir: t.TempDir()},
-		{NodeID: 1, RaftAddr: addr},
-		{NodeID: -1, RaftAddr: addr, Dir: t.TempDir()},
-		{NodeID: 1, RaftAddr: addr, Dir: t.TempDir(), Voters: []Voter{{1, "127.0.0.1:1"}}},
-		{NodeID: 1, RaftAddr: addr, Dir: t.TempDir(), Voters: []Voter{{1, addr}, {1, "127.0.0.1:2"}}},
-		{NodeID: 1, RaftAddr: addr, Dir: t.TempDir(), Voters: []Voter{{1, addr}, {2, addr}}},
+		{NodeID: 1, Dir: t.TempDir(), Keys: keys},
+		{NodeID: 1, RaftAddr: addr, Keys: keys},
+		{NodeID: -1, RaftAddr: addr, Dir: t.TempDir(), Keys: keys},
+		{NodeID: 1, RaftAddr: addr, Dir: t.TempDir(), Keys: keys, Voters: []Voter{{1, "127.0.0.1:1"}}},
+		{NodeID: 1, RaftAddr: addr, Dir: t.TempDir(), Keys: keys, Voters: []Voter{{1, addr}, {1, "127.0.0.1:2"}}},
+		{NodeID: 1, RaftAddr: addr, Dir: t.TempDir(), Keys: keys, Voters: []Voter{{1, addr}, {2, addr}}},
+		{NodeID: 1, RaftAddr: addr, Dir: t.TempDir(), Voters: []Voter{{1, addr}}}, // no credentials
 	} {
 		if s, err := Open(ctx, cfg); err == nil {
 			s.Close()
@@ -454,7 +468,7 @@ func TestStoreCloseStopsGoroutines(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	addr := freeAddr(t)
-	s, err := Open(ctx, Config{NodeID: 1, RaftAddr: addr, Dir: t.TempDir(), Voters: []Voter{{1, addr}}, Logger: testLogger(t)})
+	s, err := Open(ctx, Config{NodeID: 1, RaftAddr: addr, Dir: t.TempDir(), Voters: []Voter{{1, addr}}, Keys: testKeys(t), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +492,7 @@ func TestStoreDoesNotPipelineReplication(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	addr := freeAddr(t)
-	s, err := Open(ctx, Config{NodeID: 1, RaftAddr: addr, Dir: t.TempDir(), Voters: []Voter{{1, addr}}, Logger: testLogger(t)})
+	s, err := Open(ctx, Config{NodeID: 1, RaftAddr: addr, Dir: t.TempDir(), Voters: []Voter{{1, addr}}, Keys: testKeys(t), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"weir/client"
 	httpapi "weir/http"
 	"weir/metadata"
+	"weir/nodeauth"
 )
 
 // peers calls other nodes' /internal/v1 endpoints over pooled keep-alive connections.
@@ -24,13 +25,13 @@ type peers struct {
 	client *http.Client
 }
 
-func newPeers(selfID int32, timeout time.Duration) *peers {
+func newPeers(selfID int32, timeout time.Duration, keys *nodeauth.Keys) *peers {
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &peers{self: fmt.Sprint(selfID), client: &http.Client{Transport: tr, Timeout: timeout}}
+	return &peers{self: fmt.Sprint(selfID), client: &http.Client{Transport: keys.Transport(tr), Timeout: timeout}}
 }
 
 // call posts in as JSON to addr+path and decodes the reply into out; API
@@ -396,7 +397,11 @@ func (n *Node) joinLoop(ctx context.Context) {
 				n.logger.Info("joined the cluster", "via", u, "broker_epoch", resp.Epoch)
 				return
 			}
-			n.logger.Debug("join attempt failed", "via", u, "err", err)
+			if ae, ok := errors.AsType[*httpapi.Error](err); ok && (ae.Code == client.CodeNodeAuthenticationRequired || ae.Code == client.CodeClusterAuthorizationFailed) {
+				n.logger.Warn("the cluster refused this node's credential: give it the cluster's secret (cluster_secret)", "via", u, "err", err)
+			} else {
+				n.logger.Debug("join attempt failed", "via", u, "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():

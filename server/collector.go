@@ -20,6 +20,7 @@ type collector struct {
 	raftTerm   *prometheus.Desc
 	raftCommit *prometheus.Desc
 	raftApply  *prometheus.Desc
+	raftMember *prometheus.Desc
 	ready      *prometheus.Desc
 	members    *prometheus.Desc
 	rebalances *prometheus.Desc
@@ -39,6 +40,8 @@ func newCollector(n *Node) *collector {
 		raftTerm:   prometheus.NewDesc("weir_raft_term", "Current Raft term.", nil, nil),
 		raftCommit: prometheus.NewDesc("weir_raft_commit_index", "Raft commit index.", nil, nil),
 		raftApply:  prometheus.NewDesc("weir_raft_applied_index", "Raft applied index.", nil, nil),
+		raftMember: prometheus.NewDesc("weir_raft_member", "A member of the committed Raft configuration, as this node knows it (always 1).",
+			[]string{"node_id", "raft_addr", "suffrage"}, nil),
 		ready:      prometheus.NewDesc("weir_ready", "1 when the node is ready.", nil, nil),
 		members:    prometheus.NewDesc("weir_group_members", "Members of a consumer group this node coordinates.", []string{"group"}, nil),
 		rebalances: prometheus.NewDesc("weir_group_rebalances_total", "Generation changes of a group since this node became its coordinator.", []string{"group"}, nil),
@@ -48,7 +51,7 @@ func newCollector(n *Node) *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.logSize, c.logStart, c.logEnd, c.hw, c.segments, c.raftState, c.raftTerm, c.raftCommit, c.raftApply, c.ready, c.members, c.rebalances, c.lag} {
+	for _, d := range []*prometheus.Desc{c.logSize, c.logStart, c.logEnd, c.hw, c.segments, c.raftState, c.raftTerm, c.raftCommit, c.raftApply, c.raftMember, c.ready, c.members, c.rebalances, c.lag} {
 		ch <- d
 	}
 }
@@ -74,6 +77,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.raftTerm, prometheus.GaugeValue, float64(st.Term))
 	ch <- prometheus.MustNewConstMetric(c.raftCommit, prometheus.GaugeValue, float64(st.CommitIndex))
 	ch <- prometheus.MustNewConstMetric(c.raftApply, prometheus.GaugeValue, float64(st.AppliedIndex))
+	for _, m := range c.n.meta.Image().Members {
+		suffrage := "nonvoter"
+		if m.Voter {
+			suffrage = "voter"
+		}
+		ch <- prometheus.MustNewConstMetric(c.raftMember, prometheus.GaugeValue, 1, strconv.Itoa(int(m.ID)), m.RaftAddr, suffrage)
+	}
 	ready := 0.0
 	if c.n.Ready() {
 		ready = 1

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"weir/metadata"
+	"weir/nodeauth"
 )
 
 // Config is everything a node is started with. Each field's yaml tag is its
@@ -29,6 +30,10 @@ type Config struct {
 	Voters            []Voter  `yaml:"voters"`              // nil = this node alone, unless joining (see Resolved)
 	Join              []string `yaml:"join"`                // http(s)://host:port of existing nodes
 	BrokerRack        string   `yaml:"broker_rack"`
+	// ClusterSecret is what nodes prove to each other; "" = the data dir's
+	// cluster-secret file (see clusterKeys). Never logged.
+	ClusterSecret  string   `yaml:"cluster_secret"`
+	TrustedProxies []string `yaml:"trusted_proxies"` // CIDRs whose X-Forwarded-For is believed
 
 	// Logging.
 	LogLevel  string `yaml:"log_level"`  // debug|info|warn|error
@@ -234,6 +239,19 @@ func (c Config) Validate() error {
 			return nil
 		},
 		c.validateRaftAdvertise,
+		func() error {
+			if c.ClusterSecret == "" {
+				return nil // the data dir's file, or a new one (Node.Run)
+			}
+			if err := nodeauth.CheckSecret(c.ClusterSecret); err != nil {
+				return keyErr("cluster_secret", "%v", err)
+			}
+			return nil
+		},
+		func() error {
+			_, err := parseTrustedProxies(c.TrustedProxies)
+			return err
+		},
 		func() error { return oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error") },
 		func() error { return oneOf("log_format", c.LogFormat, "text", "json") },
 		func() error { return oneOf("fsync", c.Fsync, "always", "never") },
@@ -413,4 +431,25 @@ func oneOf(key, v string, allowed ...string) error {
 		return nil
 	}
 	return keyErr(key, "%q is not one of %s", v, strings.Join(allowed, ", "))
+}
+
+// parseTrustedProxies reads trusted_proxies: CIDRs, or single IPs.
+func parseTrustedProxies(list []string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, s := range list {
+		if ip := net.ParseIP(s); ip != nil {
+			bits := 8 * len(ip.To16())
+			if ip.To4() != nil {
+				ip, bits = ip.To4(), 32
+			}
+			out = append(out, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+			continue
+		}
+		_, n, err := net.ParseCIDR(s)
+		if err != nil {
+			return nil, keyErr("trusted_proxies", "%q is neither a CIDR (10.0.0.0/8) nor an IP", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

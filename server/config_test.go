@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -282,6 +283,9 @@ func TestBadValuesNameTheirKey(t *testing.T) {
 		{name: "groups offsets partitions", args: []string{"--groups-offsets-partitions", "0"}, key: "groups_offsets_partitions"},
 		{name: "request timeout", args: []string{"--request-timeout-ms", "0"}, key: "request_timeout_ms"},
 		{name: "shutdown timeout", args: []string{"--shutdown-timeout-ms", "0"}, key: "shutdown_timeout_ms"},
+		{name: "cluster secret short", env: map[string]string{"WEIR_CLUSTER_SECRET": "short"}, key: "cluster_secret", source: "WEIR_CLUSTER_SECRET", msgPart: "at least 16"},
+		{name: "trusted proxies", args: []string{"--trusted-proxies", "10.0.0.0/8,proxy.example"}, key: "trusted_proxies", msgPart: `"proxy.example" is neither a CIDR`},
+		{name: "trusted proxies bad mask", yaml: "trusted_proxies: [10.0.0.0/40]\n", key: "trusted_proxies"},
 		{name: "unknown yaml key", yaml: "node_id: 1\nnode_idd: 2\n", key: "node_idd", source: "line 2", msgPart: "did you mean node_id?"},
 		{name: "kafka-style yaml key", yaml: "log.retention.ms: 5\n", key: "log.retention.ms", msgPart: "did you mean log_retention_ms?"},
 		{name: "duplicate yaml key", yaml: "node_id: 1\nnode_id: 2\n", key: "node_id", source: "line 2", msgPart: "set twice"},
@@ -464,5 +468,35 @@ func TestYAMLRoundTrip(t *testing.T) {
 	}
 	if !reflect.DeepEqual(back, c) {
 		t.Fatalf("round trip:\n%+v\n%+v\n%s", back, c, out)
+	}
+}
+
+// TestClusterSecretAndProxies: the secret is taken as given and never
+// repeated in an error; trusted proxies take CIDRs and single IPs.
+func TestClusterSecretAndProxies(t *testing.T) {
+	const secret = "a-perfectly-fine-cluster-secret"
+	cfg, err := load(t, []string{"--trusted-proxies", "10.0.0.0/8, 192.168.1.7,::1"}, map[string]string{"WEIR_CLUSTER_SECRET": secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ClusterSecret != secret {
+		t.Fatalf("cluster_secret %q", cfg.ClusterSecret)
+	}
+	nets, err := parseTrustedProxies(cfg.TrustedProxies)
+	if err != nil || len(nets) != 3 {
+		t.Fatalf("trusted proxies %v: %v", nets, err)
+	}
+	for i, ip := range []string{"10.200.1.2", "192.168.1.7", "::1"} {
+		if !nets[i].Contains(net.ParseIP(ip)) {
+			t.Errorf("%v does not contain %s", nets[i], ip)
+		}
+	}
+	if nets[1].Contains(net.ParseIP("192.168.1.8")) {
+		t.Errorf("a single IP %v takes its neighbour", nets[1])
+	}
+	const weak = "weak-secret"
+	_, err = load(t, []string{"--cluster-secret", weak}, nil)
+	if err == nil || strings.Contains(err.Error(), weak) {
+		t.Fatalf("a short secret: %v (must be refused without repeating it)", err)
 	}
 }

@@ -54,6 +54,8 @@ func options() []option {
 		votersOpt(),
 		joinOpt(),
 		strOpt("broker_rack", "string", "rack (or zone) of this node, used to spread replicas; empty means none", func(c *Config) *string { return &c.BrokerRack }),
+		strOpt("cluster_secret", "secret", "the secret every node of the cluster shares and proves to the others (Raft, node-to-node calls); empty means <data_dir>/cluster-secret, which a node that starts a cluster alone creates", func(c *Config) *string { return &c.ClusterSecret }),
+		listOpt("trusted_proxies", "cidr,...", "proxies (CIDRs or IPs) whose X-Forwarded-For names the client; empty means the client is the direct peer", func(c *Config) *[]string { return &c.TrustedProxies }),
 		strOpt("log_level", "level", "log level: debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
 		strOpt("log_format", "format", "log format on stderr: text or json", func(c *Config) *string { return &c.LogFormat }),
 		strOpt("fsync", "policy", "always: acks=all writes are fsynced (group commit) before they count; never: leave flushing to the OS", func(c *Config) *string { return &c.Fsync }),
@@ -156,19 +158,30 @@ func votersOpt() option {
 }
 
 func joinOpt() option {
+	o := listOpt("join", "url,...", "REST URLs (http://host:port) of existing nodes, to join a running cluster as a non-voter", func(c *Config) *[]string { return &c.Join })
+	set := o.set
+	o.set = func(c *Config, s string) error {
+		if err := set(c, s); err != nil {
+			return err
+		}
+		for i, it := range c.Join {
+			c.Join[i] = strings.TrimSuffix(it, "/")
+		}
+		return nil
+	}
+	return o
+}
+
+func listOpt(key, typ, help string, field func(*Config) *[]string) option {
 	return option{
-		key: "join", typ: "url,...", list: true,
-		help: "REST URLs (http://host:port) of existing nodes, to join a running cluster as a non-voter",
-		get:  func(c *Config) string { return strings.Join(c.Join, ",") },
+		key: key, typ: typ, help: help, list: true,
+		get: func(c *Config) string { return strings.Join(*field(c), ",") },
 		set: func(c *Config, s string) error {
 			items, err := splitList(s)
 			if err != nil {
 				return err
 			}
-			for i, it := range items {
-				items[i] = strings.TrimSuffix(it, "/")
-			}
-			c.Join = items
+			*field(c) = items
 			return nil
 		},
 	}

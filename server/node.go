@@ -101,6 +101,10 @@ func (n *Node) topicConfig(t *metadata.Topic) (metadata.TopicConfig, error) {
 // Run serves until ctx ends, then shuts down cleanly (clean-shutdown markers
 // written, Raft closed) and returns.
 func (n *Node) Run(ctx context.Context) error {
+	proxies, err := parseTrustedProxies(n.cfg.TrustedProxies)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on http_addr %s: %w", n.cfg.HTTPAddr, err)
@@ -123,6 +127,12 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("open data dir: %w", err)
 	}
 	n.logger.Info("data dir open", "dir", n.cfg.DataDir, "clean_shutdown", n.logs.WasClean(), "logs", len(n.logs.Names()))
+	keys, err := n.clusterKeys()
+	if err != nil {
+		n.logs.Close()
+		ln.Close()
+		return err
+	}
 	voters := make([]metadata.Voter, len(n.cfg.Voters))
 	for i, v := range n.cfg.Voters {
 		voters[i] = metadata.Voter{ID: v.ID, RaftAddr: v.RaftAddr}
@@ -130,31 +140,32 @@ func (n *Node) Run(ctx context.Context) error {
 	n.meta, err = metadata.Open(ctx, metadata.Config{
 		NodeID: n.cfg.NodeID, RaftAddr: n.cfg.RaftAdvertiseAddr(), RaftBindAddr: n.cfg.RaftAddr,
 		HTTPAddr: n.cfg.AdvertiseHTTPAddr, Rack: n.cfg.BrokerRack,
-		Dir: filepath.Join(n.cfg.DataDir, "raft"), Voters: voters, Logger: n.logger.With("component", "raft"),
+		Dir: filepath.Join(n.cfg.DataDir, "raft"), Voters: voters, Keys: keys, Logger: n.logger.With("component", "raft"),
 	})
 	if err != nil {
 		ln.Close()
 		return errors.Join(fmt.Errorf("start raft: %w", err), n.logs.Close())
 	}
 	fetchWait := time.Duration(n.cfg.ReplicaFetchWaitMaxMs) * time.Millisecond
-	n.fetchClient = &http.Client{Transport: &http.Transport{
+	n.fetchClient = &http.Client{Transport: keys.Transport(&http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     90 * time.Second,
-	}}
+	})}
 	n.repl = replication.New(n.cfg.NodeID, n.logs, replication.Options{
 		Transport: fetchTransport{n}, ISRChanger: isrChanger{n}, BrokerEpoch: n.brokerEpoch,
 		FetchWaitMax: fetchWait, Logger: n.logger.With("component", "replication"),
 	})
 	n.metrics = httpapi.NewMetrics()
 	n.metrics.Registry.MustRegister(newCollector(n))
-	n.peers = newPeers(n.cfg.NodeID, time.Duration(n.cfg.RequestTimeoutMs)*time.Millisecond)
+	n.peers = newPeers(n.cfg.NodeID, time.Duration(n.cfg.RequestTimeoutMs)*time.Millisecond, keys)
 	n.coord = groups.NewCoordinator(groups.CoordinatorOptions{Env: groupsEnv{n}, NodeID: n.cfg.NodeID,
 		Logger: n.logger.With("component", "groups"), ObserveCommit: newCommitLatency(n.metrics.Registry),
 		MetadataCurrent: n.MetadataCurrent})
 	n.api = httpapi.New(httpapi.Options{
 		Backend: n, Internal: n, Groups: groupsAPI{n}, Logger: n.logger.With("component", "http"), Metrics: n.metrics,
 		MaxRequestBytes: n.cfg.MaxRequestBytes, RequestTimeout: time.Duration(n.cfg.RequestTimeoutMs) * time.Millisecond,
+		Cluster: keys, TrustedProxies: proxies,
 	})
 	// Requests hang off reqCtx, cancelled at shutdown: long polls, follow
 	// streams and follower fetches end at once instead of holding Shutdown.

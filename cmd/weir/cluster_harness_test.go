@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"weir/client"
+	"weir/nodeauth"
 )
 
 // A multi-node harness for integration tests of real `weir serve`
@@ -36,9 +37,10 @@ const (
 
 // cluster is n weir processes that bootstrap one Raft group.
 type cluster struct {
-	t     testing.TB
-	nodes []*node // nodes[i] has node id i+1
-	hc    *http.Client
+	t      testing.TB
+	nodes  []*node // nodes[i] has node id i+1
+	hc     *http.Client
+	secret string // the cluster secret every node is given
 }
 
 // startCluster starts n nodes (all of them Raft voters) with extraArgs
@@ -49,7 +51,11 @@ func startCluster(t testing.TB, n int, extraArgs ...string) *cluster {
 		t.Fatalf("startCluster: %d nodes", n)
 	}
 	dir := t.TempDir()
-	c := &cluster{t: t, hc: &http.Client{Timeout: clusterCallTimeout}}
+	secret, err := nodeauth.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, hc: &http.Client{Timeout: clusterCallTimeout}, secret: secret}
 	t.Cleanup(c.hc.CloseIdleConnections)
 	var voters []string
 	for i := 1; i <= n; i++ {
@@ -65,7 +71,8 @@ func startCluster(t testing.TB, n int, extraArgs ...string) *cluster {
 	}
 	for _, nd := range c.nodes {
 		nd.args = append([]string{"serve", "--node-id", itoa(nd.id), "--data-dir", nd.dataDir,
-			"--http-addr", nd.httpAddr, "--raft-addr", nd.raftAddr, "--voters", strings.Join(voters, ",")}, extraArgs...)
+			"--http-addr", nd.httpAddr, "--raft-addr", nd.raftAddr, "--voters", strings.Join(voters, ","),
+			"--cluster-secret", c.secret}, extraArgs...)
 		// Registered before the launch: a failing start still kills every
 		// process already running, by pid.
 		t.Cleanup(nd.kill)

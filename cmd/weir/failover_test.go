@@ -834,7 +834,7 @@ func (c *cluster) addJoiner(via string, extraArgs ...string) *node {
 		logPath:  filepath.Join(dir, fmt.Sprintf("node-%d.log", id)),
 	}
 	nd.args = append([]string{"serve", "--node-id", itoa(id), "--data-dir", nd.dataDir,
-		"--http-addr", nd.httpAddr, "--raft-addr", nd.raftAddr, "--join", via}, extraArgs...)
+		"--http-addr", nd.httpAddr, "--raft-addr", nd.raftAddr, "--join", via, "--cluster-secret", c.secret}, extraArgs...)
 	c.t.Cleanup(nd.kill)
 	c.nodes = append(c.nodes, nd)
 	nd.start()

@@ -3,11 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -37,7 +35,9 @@ import (
 const (
 	localClusterMaxNodes = 9
 	localManifestFile    = "local-cluster.json"
-	localLogFile         = "weir.log"
+	// localSecretFile holds the cluster secret every node is given.
+	localSecretFile = "cluster-secret"
+	localLogFile    = "weir.log"
 	// readyPoll is how often /readyz is asked while waiting for the nodes.
 	readyPoll = 100 * time.Millisecond
 	// stillStoppingAfter is when a node's slow stop is pointed out.
@@ -73,7 +73,11 @@ each line prefixed with its node).
 
 Flags after -- are passed to every node ('weir serve --help' lists them),
 except the ones local-cluster sets itself (--node-id, --data-dir, --http-addr,
---raft-addr, --advertise-http-addr, --voters, --join).
+--raft-addr, --advertise-http-addr, --voters, --join, --cluster-secret).
+
+The nodes share one cluster secret, which they prove to each other: <dir>/cluster-secret,
+made at the first start. It goes to each node in WEIR_CLUSTER_SECRET; a node
+started by hand to join them needs it too (--cluster-secret "$(cat <dir>/cluster-secret)").
 
 Once every node answers /readyz, the addresses and the process ids are
 printed. A node that dies is reported with the end of its log; the others
@@ -166,6 +170,7 @@ type localCluster struct {
 	notify      func(chan<- os.Signal, ...os.Signal)
 	stopNotify  func(chan<- os.Signal)
 	bin         string
+	secret      string // the nodes' cluster secret (prepareDir)
 	nodes       []*lcNode
 	stopTimeout time.Duration
 
@@ -258,8 +263,15 @@ func newLocalCluster(a *app, o localClusterOptions, extra []string) (*localClust
 	// bad flag after -- (or a bad WEIR_* variable or config file) is one
 	// clear line now rather than N dead nodes later.
 	lc.stopTimeout = o.stopTimeout
+	// The nodes get local-cluster's own secret, whatever the environment says.
+	lookupEnv := func(k string) (string, bool) {
+		if k == server.EnvName("cluster_secret") {
+			return "", false
+		}
+		return a.lookupEnv(k)
+	}
 	for _, n := range lc.nodes {
-		cfg, err := loadServeConfig(n.args[1:], a.lookupEnv)
+		cfg, err := loadServeConfig(n.args[1:], lookupEnv)
 		if err != nil {
 			return nil, usageError(fmt.Errorf("node %d: %w", n.id, err))
 		}
@@ -287,7 +299,7 @@ func checkExtraServeFlags(extra []string) error {
 	}
 	// The serve flags local-cluster sets per node: giving them for every
 	// node would break the layout.
-	for _, name := range []string{"node-id", "data-dir", "http-addr", "raft-addr", "advertise-http-addr", "voters", "join"} {
+	for _, name := range []string{"node-id", "data-dir", "http-addr", "raft-addr", "advertise-http-addr", "voters", "join", "cluster-secret"} {
 		if flags.Changed(name) {
 			return usageError(fmt.Errorf("--%s is set by local-cluster for each node and cannot be given after -- (see --nodes, --dir, --base-http-port, --base-raft-port)", name))
 		}
@@ -350,75 +362,6 @@ func (lc *localCluster) run(ctx context.Context) error {
 	return nil
 }
 
-// checkPorts refuses to start if any address of the layout is taken.
-func (lc *localCluster) checkPorts() error {
-	for _, n := range lc.nodes {
-		for _, p := range []struct{ addr, what, flag string }{
-			{n.httpAddr, "HTTP", "--base-http-port"},
-			{n.raftAddr, "Raft", "--base-raft-port"},
-		} {
-			l, err := net.Listen("tcp", p.addr)
-			if err != nil {
-				if errors.Is(err, syscall.EADDRINUSE) {
-					return fmt.Errorf("%s (the %s address of node %d) is already in use; stop what listens there or choose other ports with %s", p.addr, p.what, n.id, p.flag)
-				}
-				return fmt.Errorf("cannot listen on %s (the %s address of node %d): %w", p.addr, p.what, n.id, err)
-			}
-			if err := l.Close(); err != nil {
-				return fmt.Errorf("close probe listener %s: %w", p.addr, err)
-			}
-		}
-	}
-	return nil
-}
-
-// localManifest is <dir>/local-cluster.json: the layout the data in <dir>
-// was made with. Raft remembers its voters' addresses, so a directory is only
-// reused with the same layout.
-type localManifest struct {
-	Nodes        int `json:"nodes"`
-	BaseHTTPPort int `json:"base_http_port"`
-	BaseRaftPort int `json:"base_raft_port"`
-}
-
-func (lc *localCluster) prepareDir() error {
-	o := lc.opts
-	want := localManifest{Nodes: o.nodes, BaseHTTPPort: o.baseHTTPPort, BaseRaftPort: o.baseRaftPort}
-	path := filepath.Join(o.dir, localManifestFile)
-	data, err := os.ReadFile(path)
-	switch {
-	case err == nil:
-		var have localManifest
-		if err := json.Unmarshal(data, &have); err != nil {
-			return fmt.Errorf("%s: %w (remove %s to start afresh)", path, err, o.dir)
-		}
-		if have != want {
-			return usageError(fmt.Errorf("%s holds a cluster of %d nodes on ports %d.. (HTTP) and %d.. (Raft); run with --nodes %d --base-http-port %d --base-raft-port %d, use another --dir, or remove %s to start afresh",
-				o.dir, have.Nodes, have.BaseHTTPPort, have.BaseRaftPort, have.Nodes, have.BaseHTTPPort, have.BaseRaftPort, o.dir))
-		}
-	case errors.Is(err, fs.ErrNotExist):
-		if err := os.MkdirAll(o.dir, 0o755); err != nil {
-			return fmt.Errorf("create --dir: %w", err)
-		}
-		data, _ := json.MarshalIndent(want, "", "  ") // plain struct: cannot fail
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
-			return fmt.Errorf("write %s: %w", tmp, err)
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-	default:
-		return fmt.Errorf("read %s: %w", path, err)
-	}
-	for _, n := range lc.nodes {
-		if err := os.MkdirAll(n.dataDir, 0o755); err != nil {
-			return fmt.Errorf("create the data dir of node %d: %w", n.id, err)
-		}
-	}
-	return nil
-}
-
 // startAndWatch starts the voters, then (once they are ready) the others,
 // prints the addresses and watches the nodes until a signal or ctx ends. A
 // nil return means a stop was asked for.
@@ -461,6 +404,8 @@ func (lc *localCluster) launch(n *lcNode) error {
 		time.Now().Format(time.RFC3339), n.id, strings.Join(n.args, " "))
 	cmd := exec.Command(lc.bin, n.args...)
 	cmd.SysProcAttr = childSysProcAttr() // own process group: Ctrl-C reaches us, not them
+	// In the environment, not the arguments: those show in ps and in the log.
+	cmd.Env = append(os.Environ(), server.EnvName("cluster_secret")+"="+lc.secret)
 	var prefixer *linePrefixer
 	if lc.opts.verbose {
 		prefixer = &linePrefixer{file: logf, out: lc.stderr, prefix: fmt.Sprintf("node %d | ", n.id)}

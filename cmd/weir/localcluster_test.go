@@ -69,6 +69,7 @@ func TestLocalClusterRefuses(t *testing.T) {
 		{"argument before --", []string{"now", "--", "--fsync", "never"}, 2, []string{`got "now"`}},
 		{"managed flag", []string{"--", "--node-id", "4"}, 2, []string{"--node-id is set by local-cluster"}},
 		{"managed flag with =", []string{"--", "--voters=1@127.0.0.1:1"}, 2, []string{"--voters is set by local-cluster"}},
+		{"managed secret", []string{"--", "--cluster-secret", "0123456789abcdef-mine"}, 2, []string{"--cluster-secret is set by local-cluster"}},
 		{"unknown serve flag", []string{"--", "--fsnyc", "never"}, 2, []string{"unknown flag: --fsnyc"}},
 		{"bad serve value", []string{"--", "--fsync", "sometimes"}, 2, []string{"node 1: fsync:", "(from --fsync)"}},
 		{"serve argument", []string{"--", "--fsync", "never", "now"}, 2, []string{`unexpected argument "now"`}},
@@ -349,6 +350,23 @@ func TestLocalClusterCommand(t *testing.T) {
 	logText, err := os.ReadFile(filepath.Join(dir, "node-1", "weir.log"))
 	if err != nil || !strings.Contains(string(logText), "weir stopped") {
 		t.Fatalf("no clean stop in the node log (%v):\n%s", err, logText)
+	}
+	// The nodes' secret is kept for the next start, readable by its owner
+	// only, and appears in no log.
+	secretPath := filepath.Join(dir, localSecretFile)
+	st, err := os.Stat(secretPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("%s has mode %v, want 0600", secretPath, st.Mode().Perm())
+	}
+	secret, err := os.ReadFile(secretPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := strings.TrimSpace(string(secret)); strings.Contains(string(logText), s) || strings.Contains(p.stderr.String(), s) {
+		t.Fatal("the cluster secret is in a log")
 	}
 }
 
