@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"weir/client"
 	"weir/logstore"
@@ -192,6 +195,67 @@ func TestClientForwardingHeadersChangeNothing(t *testing.T) {
 	r = do(t, "POST", behind.url+"/v1/groups/g/members", `{"topics":["orders"]}`, "X-Forwarded-For", "6.6.6.7")
 	if r.status != 201 || behind.g.joinHost != "127.0.0.1" {
 		t.Fatalf("join through an untrusted peer: %d, host %q", r.status, behind.g.joinHost)
+	}
+}
+
+// TestLongRequestsOutliveTheWriteTimeout: behind an http.Server whose write
+// timeout is shorter than their wait, a long poll still gets its (empty)
+// reply, and a follow stream still delivers a record written after the
+// timeout has passed.
+func TestLongRequestsOutliveTheWriteTimeout(t *testing.T) {
+	const writeTimeout = 300 * time.Millisecond
+	b := newFakeBackend()
+	p := newFakePartition(t)
+	b.local[client.TopicPartition{Topic: "t", Partition: 0}] = p
+	opts := Options{Backend: b, WriteTimeout: writeTimeout}
+	withRecords(p)(&opts)
+	srv := New(opts)
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	hs.Config.WriteTimeout = writeTimeout
+	hs.Start()
+	defer hs.Close()
+
+	start := time.Now()
+	r := do(t, "GET", hs.URL+"/v1/topics/t/partitions/0/records?offset=0&wait_ms=1000", "")
+	if r.status != 200 || !strings.Contains(string(r.body), `"records":[]`) || time.Since(start) < time.Second {
+		t.Fatalf("a long poll past the write timeout: %d %s after %v", r.status, r.body, time.Since(start))
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", hs.URL+"/v1/topics/t/records?from=earliest&follow=true", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stream sends its headers with its first record: ask in the background.
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	answer := make(chan result, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		answer <- result{resp, err}
+	}()
+	// Past the write timeout (what is tested, not a synchronisation), a record.
+	<-time.After(2 * writeTimeout)
+	p.add(t, "late")
+	got := <-answer
+	if got.err != nil {
+		t.Fatalf("follow: %v", got.err)
+	}
+	resp := got.resp
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("follow: %s", resp.Status)
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil {
+		t.Fatalf("the follow stream ended after the write timeout: %v", err)
+	}
+	var rec struct{ Value string }
+	if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Value != "late" {
+		t.Fatalf("follow line %q: %v", line, err)
 	}
 }
 

@@ -69,6 +69,12 @@ type Config struct {
 	GroupsOffsetsSegmentBytes int64 `yaml:"groups_offsets_segment_bytes"`
 	RequestTimeoutMs          int64 `yaml:"request_timeout_ms"`
 	ShutdownTimeoutMs         int64 `yaml:"shutdown_timeout_ms"`
+
+	// The HTTP server's connections.
+	HTTPReadTimeoutMs  int64 `yaml:"http_read_timeout_ms"`
+	HTTPWriteTimeoutMs int64 `yaml:"http_write_timeout_ms"`
+	HTTPIdleTimeoutMs  int64 `yaml:"http_idle_timeout_ms"`
+	HTTPMaxIdleConns   int32 `yaml:"http_max_idle_conns"`
 }
 
 // Voter is one initial Raft voter, written id@host:port.
@@ -137,6 +143,11 @@ func DefaultConfig() Config {
 		GroupsOffsetsSegmentBytes: 16 << 20,
 		RequestTimeoutMs:          30000,
 		ShutdownTimeoutMs:         30000,
+
+		HTTPReadTimeoutMs:  30000,
+		HTTPWriteTimeoutMs: 60000,
+		HTTPIdleTimeoutMs:  120000,
+		HTTPMaxIdleConns:   4096,
 	}
 }
 
@@ -319,6 +330,17 @@ func (c Config) Validate() error {
 			return nil
 		},
 		func() error { return atLeast("shutdown_timeout_ms", c.ShutdownTimeoutMs, 1) },
+		func() error { return atLeast("http_read_timeout_ms", c.HTTPReadTimeoutMs, 1) },
+		func() error {
+			// A produce waits up to the request timeout for its acks before it
+			// replies; the write timeout must leave it that long.
+			if c.HTTPWriteTimeoutMs <= c.RequestTimeoutMs {
+				return keyErr("http_write_timeout_ms", "must be more than request_timeout_ms (%d), got %d", c.RequestTimeoutMs, c.HTTPWriteTimeoutMs)
+			}
+			return nil
+		},
+		func() error { return atLeast("http_idle_timeout_ms", c.HTTPIdleTimeoutMs, 1) },
+		func() error { return between("http_max_idle_conns", int64(c.HTTPMaxIdleConns), 1, math.MaxInt32) },
 	} {
 		if err := check(); err != nil {
 			return err

@@ -165,15 +165,13 @@ func (n *Node) Run(ctx context.Context) error {
 	n.api = httpapi.New(httpapi.Options{
 		Backend: n, Internal: n, Groups: groupsAPI{n}, Logger: n.logger.With("component", "http"), Metrics: n.metrics,
 		MaxRequestBytes: n.cfg.MaxRequestBytes, RequestTimeout: time.Duration(n.cfg.RequestTimeoutMs) * time.Millisecond,
-		Cluster: keys, TrustedProxies: proxies,
+		Cluster: keys, TrustedProxies: proxies, WriteTimeout: time.Duration(n.cfg.HTTPWriteTimeoutMs) * time.Millisecond,
 	})
 	// Requests hang off reqCtx, cancelled at shutdown: long polls, follow
 	// streams and follower fetches end at once instead of holding Shutdown.
 	reqCtx, cancelRequests := context.WithCancel(context.Background())
 	defer cancelRequests()
-	srv := &http.Server{Handler: n.api.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return reqCtx },
-		ErrorLog:    slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn)}
+	srv := n.newHTTPServer(n.api.Handler(), reqCtx)
 
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
