@@ -31,17 +31,21 @@ turn one off with =false (--auto-leader-rebalance-enable=false).
 
 A cluster starts from the same voters list on its first 3 (or 5) nodes; more
 nodes join a running cluster with --join and receive all metadata as
-non-voters.`,
+non-voters. Every node of a cluster holds the same cluster secret
+(WEIR_CLUSTER_SECRET, --cluster-secret or <data-dir>/cluster-secret) and
+proves it to the others; a node alone makes one in its data dir.`,
 		Example: `  # One node on localhost
   weir serve
 
-  # Node 2 of a 3-node cluster (run the same with ids 1 and 3 on the others)
+  # Node 2 of a 3-node cluster (run the same with ids 1 and 3 on the others),
+  # with the secret all of them share
+  export WEIR_CLUSTER_SECRET=0d5e...   # e.g. from openssl rand -hex 32
   weir serve --node-id 2 --data-dir /var/lib/weir \
     --http-addr 0.0.0.0:8082 --advertise-http-addr 10.0.0.2:8082 \
     --raft-addr 0.0.0.0:9093 \
     --voters 1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093
 
-  # A fourth node joining that cluster
+  # A fourth node joining that cluster (with the same WEIR_CLUSTER_SECRET)
   weir serve --node-id 4 --http-addr 10.0.0.4:8082 --raft-addr 10.0.0.4:9093 \
     --join http://10.0.0.1:8082,http://10.0.0.2:8082
 
