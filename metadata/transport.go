@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -61,8 +62,7 @@ func (s *authStream) Dial(address raft.ServerAddress, timeout time.Duration) (ne
 	// A refusal is logged by raft, which reports this error with the
 	// call that needed the connection.
 	if err := s.keys.DialHandshake(c, max(timeout-time.Since(start), time.Millisecond)); err != nil {
-		_ = c.Close()
-		return nil, err
+		return nil, errors.Join(err, c.Close())
 	}
 	return c, nil
 }

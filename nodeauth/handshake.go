@@ -94,7 +94,7 @@ func (c *acceptedConn) handshake() error {
 	c.once.Do(func() {
 		if err := c.keys.acceptHandshake(c.Conn, c.timeout); err != nil {
 			c.err = io.EOF // the server loop ends quietly; refused logs why
-			_ = c.Conn.Close()
+			err = errors.Join(err, c.Conn.Close())
 			if c.refused != nil {
 				c.refused(c.Conn.RemoteAddr(), err)
 			}

@@ -129,18 +129,19 @@ func ReadFile(path string) (secret string, ok bool, err error) {
 // CreateFile writes secret to a new file readable by its owner only; it
 // fails if the file exists (another process may have written one).
 func CreateFile(path, secret string) error {
+	// CreateTemp makes the file 0600: the secret is never readable by others.
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("write the cluster secret: %w", err)
 	}
-	defer os.Remove(tmp.Name()) // gone after the link below; a leftover otherwise
-	// CreateTemp makes the file 0600: the secret is never readable by others.
 	_, werr := tmp.WriteString(secret + "\n")
-	if err := errors.Join(werr, tmp.Sync(), tmp.Close()); err != nil {
-		return fmt.Errorf("write the cluster secret: %w", err)
+	err = errors.Join(werr, tmp.Sync(), tmp.Close())
+	if err == nil {
+		// A hard link publishes the whole file at once and refuses to replace one.
+		err = os.Link(tmp.Name(), path)
 	}
-	// A hard link publishes the whole file at once and refuses to replace one.
-	if err := os.Link(tmp.Name(), path); err != nil {
+	// The temporary name goes either way (the link, if made, stays).
+	if err := errors.Join(err, os.Remove(tmp.Name())); err != nil {
 		return fmt.Errorf("write the cluster secret: %w", err)
 	}
 	return syncDir(filepath.Dir(path))
