@@ -75,9 +75,9 @@ func (l *Log) Compact(ctx context.Context, committed int64) (CompactResult, erro
 	defer l.compactMu.Unlock()
 
 	l.mu.Lock()
-	if l.closed {
+	if err := l.writableLocked(); err != nil {
 		l.mu.Unlock()
-		return res, ErrClosed
+		return res, err
 	}
 	segs := append([]*segment(nil), *l.segs.Load()...)
 	n := cleanableSegments(segs, committed)
@@ -114,7 +114,7 @@ func (l *Log) Compact(ctx context.Context, committed int64) (CompactResult, erro
 		dropTombstones := s.maxTS.Load() != noTimestamp && now-s.maxTS.Load() > cfg.DeleteRetentionMs
 		cleaned, removed, keptTombstones, err := l.cleanSegment(ctx, s, latest, dropTombstones)
 		if err != nil {
-			return res, err
+			return res, l.goOfflineOnFault(err)
 		}
 		if keptTombstones {
 			d := s.maxTS.Load() + cfg.DeleteRetentionMs + 1
@@ -201,7 +201,8 @@ func (l *Log) cleanSegment(ctx context.Context, s *segment, latest map[keyHash]i
 		return nil, 0, false, err
 	}
 	interval := l.cfg.Load().IndexIntervalBytes
-	write := func(b Batch) error { return cleaned.appendBatch(b, interval) }
+	// A failed write of the copy is not a fault of the log: fail drops the copy.
+	write := func(b Batch) error { return unfault(cleaned.appendBatch(b, interval)) }
 	var pending Batch // an empty batch still growing over removed batches
 	flushPending := func() error {
 		if pending == nil {
@@ -268,8 +269,10 @@ func (l *Log) cleanSegment(ctx context.Context, s *segment, latest map[keyHash]i
 		return fail(err)
 	}
 	for _, f := range []*os.File{cleaned.log, cleaned.oidx, cleaned.tidx} {
-		if err := datasync(f); err != nil {
-			return fail(fmt.Errorf("compaction: fsync: %w", err))
+		if err := cleaned.ops.fs.Sync(f); err != nil {
+			// Only the cleaned copy is lost, but the disk failed an fsync:
+			// nothing it acknowledged since can be trusted (see ErrLogOffline).
+			return fail(fault(fmt.Errorf("compaction: fsync %s: %w", f.Name(), err)))
 		}
 	}
 	return cleaned, removed, keptTombstones, nil
@@ -277,13 +280,13 @@ func (l *Log) cleanSegment(ctx context.Context, s *segment, latest map[keyHash]i
 
 // createCleanedSegment opens the three .cleaned files that compaction fills for s.
 func createCleanedSegment(s *segment) (*segment, error) {
-	c := newSegment(s.base, s.path, s.opened)
+	c := newSegment(s.ops, s.base, s.path, s.opened)
 	var err error
 	for _, f := range []struct {
 		dst **os.File
 		suf string
 	}{{&c.log, logSuffix}, {&c.oidx, indexSuffix}, {&c.tidx, timeIndexSuffix}} {
-		if *f.dst, err = os.OpenFile(s.path+f.suf+cleanedSuffix, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
+		if *f.dst, err = s.ops.fs.OpenFile(s.path+f.suf+cleanedSuffix, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
 			c.closeFiles()
 			c.removeCleanedFiles()
 			return nil, fmt.Errorf("compaction: %w", err)
@@ -294,7 +297,7 @@ func createCleanedSegment(s *segment) (*segment, error) {
 
 func (s *segment) removeCleanedFiles() {
 	for _, suf := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
-		_ = os.Remove(s.path + suf + cleanedSuffix)
+		s.ops.remove(s.path+suf+cleanedSuffix, "a compaction's output")
 	}
 }
 
@@ -359,28 +362,35 @@ func (l *Log) swapSegment(old, cleaned *segment, gen uint64) (bool, error) {
 			at = i
 		}
 	}
-	if l.closed || gen != l.truncGen || at < 0 || at == len(segs)-1 {
+	if err := l.writableLocked(); err != nil || gen != l.truncGen || at < 0 || at == len(segs)-1 {
 		cleaned.closeFiles()
 		cleaned.removeCleanedFiles()
-		return false, nil
+		return false, err
 	}
 	// Drop the old indexes first: if we crash after the log's rename, the
 	// missing index files make the next open rebuild them from the new log.
+	// From the first removal on the directory no longer matches the segment
+	// list: any failure takes the log offline, and a restart sorts it out.
+	fs := l.ops.fs
 	for _, suf := range []string{indexSuffix, timeIndexSuffix} {
-		if err := os.Remove(old.path + suf); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return false, fmt.Errorf("compaction swap: %w", err)
+		if err := fs.Remove(old.path + suf); err != nil && !errors.Is(err, os.ErrNotExist) {
+			cleaned.closeFiles()
+			return false, l.goOffline(fmt.Errorf("compaction swap: %w", err))
 		}
 	}
-	if err := syncDir(l.dir); err != nil {
-		return false, err
+	if err := fs.SyncDir(l.dir); err != nil {
+		cleaned.closeFiles()
+		return false, l.goOffline(fmt.Errorf("compaction swap: %w", err))
 	}
 	for _, suf := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
-		if err := os.Rename(old.path+suf+cleanedSuffix, old.path+suf); err != nil {
-			return false, fmt.Errorf("compaction swap: %w", err)
+		if err := fs.Rename(old.path+suf+cleanedSuffix, old.path+suf); err != nil {
+			cleaned.closeFiles()
+			return false, l.goOffline(fmt.Errorf("compaction swap: %w", err))
 		}
 	}
-	if err := syncDir(l.dir); err != nil {
-		return false, err
+	if err := fs.SyncDir(l.dir); err != nil {
+		cleaned.closeFiles()
+		return false, l.goOffline(fmt.Errorf("compaction swap: %w", err))
 	}
 	next := append([]*segment(nil), segs...)
 	next[at] = cleaned

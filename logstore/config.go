@@ -122,4 +122,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (retention, segment.ms, LogAppendTime); nil is time.Now.
 	Now func() time.Time
+	// FS is how the log changes its files; nil is OSFS. Tests inject failures here.
+	FS FS
+	// OnOffline, when set, is called once when the log goes offline (see
+	// ErrLogOffline), with the error its writes answer from then on. It
+	// may run under the log's lock: it must not block or call into the log.
+	OnOffline func(error)
 }

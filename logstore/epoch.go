@@ -28,6 +28,7 @@ const (
 // Writers hold the log's lock as well; the RWMutex lets fetches read it concurrently.
 type epochCache struct {
 	mu      sync.RWMutex
+	fs      FS // nil: OSFS
 	path    string
 	entries []EpochEntry // strictly increasing in both fields
 }
@@ -63,7 +64,7 @@ func (c *epochCache) flush() error {
 	for i, e := range c.entries {
 		lines[i] = [2]string{strconv.Itoa(int(e.Epoch)), strconv.FormatInt(e.StartOffset, 10)}
 	}
-	if err := WriteFileAtomic(c.path, encodeCheckpoint(lines)); err != nil {
+	if err := writeFileAtomic(orOS(c.fs), c.path, encodeCheckpoint(lines)); err != nil {
 		return fmt.Errorf("leader epoch checkpoint: %w", err)
 	}
 	return nil

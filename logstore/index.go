@@ -71,16 +71,26 @@ const (
 
 func encodeOffsetEntry(e offsetEntry) []byte {
 	var b [offsetEntrySize]byte
-	binary.BigEndian.PutUint32(b[0:], e.rel)
-	binary.BigEndian.PutUint32(b[4:], e.pos)
-	return b[:]
+	return putOffsetEntry(b[:], e)
+}
+
+// putOffsetEntry encodes e into dst (at least offsetEntrySize long) and returns those bytes.
+func putOffsetEntry(dst []byte, e offsetEntry) []byte {
+	binary.BigEndian.PutUint32(dst[0:], e.rel)
+	binary.BigEndian.PutUint32(dst[4:], e.pos)
+	return dst[:offsetEntrySize]
 }
 
 func encodeTimeEntry(e timeEntry) []byte {
 	var b [timeEntrySize]byte
-	binary.BigEndian.PutUint64(b[0:], uint64(e.ts))
-	binary.BigEndian.PutUint32(b[8:], e.rel)
-	return b[:]
+	return putTimeEntry(b[:], e)
+}
+
+// putTimeEntry encodes e into dst (at least timeEntrySize long) and returns those bytes.
+func putTimeEntry(dst []byte, e timeEntry) []byte {
+	binary.BigEndian.PutUint64(dst[0:], uint64(e.ts))
+	binary.BigEndian.PutUint32(dst[8:], e.rel)
+	return dst[:timeEntrySize]
 }
 
 // parseOffsetIndex decodes an .index file, returning ok=false if it is not a

@@ -76,6 +76,10 @@ type Log struct {
 	now    func() time.Time
 	cfg    atomic.Pointer[Config]
 	epochs *epochCache
+	ops    *fileOps
+
+	offline   atomic.Pointer[error] // set once, by the first fault; see ErrLogOffline
+	onOffline func(error)
 
 	mu       sync.Mutex // the writer's lock
 	segs     atomic.Pointer[[]*segment]
@@ -105,13 +109,14 @@ func Open(dir string, cfg Config, opts Options) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create log dir: %w", err)
 	}
-	l := &Log{dir: dir, codecs: opts.Codecs, logger: opts.Logger, now: opts.Now, syncSem: make(chan struct{}, 1)}
+	l := &Log{dir: dir, codecs: opts.Codecs, logger: opts.Logger, now: opts.Now, syncSem: make(chan struct{}, 1), onOffline: opts.OnOffline}
 	if l.codecs == nil {
 		l.codecs = NewCodecs(0)
 	}
 	if l.logger == nil {
 		l.logger = slog.New(slog.DiscardHandler)
 	}
+	l.ops = &fileOps{fs: orOS(opts.FS), logger: l.logger.With("dir", dir)}
 	if l.now == nil {
 		l.now = time.Now
 	}
@@ -156,6 +161,51 @@ func (l *Log) DurableOffset() int64 { return l.durable.Load() }
 
 // Recovery says what opening the log found.
 func (l *Log) Recovery() RecoveryReport { return l.report }
+
+// Offline returns nil while the log takes writes, and the error wrapping
+// ErrLogOffline (and its cause) once a fault took it offline.
+func (l *Log) Offline() error {
+	if p := l.offline.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// goOffline takes the log offline for cause (the first cause wins) and
+// returns the error every write answers from now on. Callers may hold mu.
+func (l *Log) goOffline(cause error) error {
+	err := fmt.Errorf("%w: %w", ErrLogOffline, unfault(cause))
+	if !l.offline.CompareAndSwap(nil, &err) {
+		return *l.offline.Load()
+	}
+	l.logger.Error("log offline: a storage operation failed; it refuses writes until a restart recovers it from disk",
+		"dir", l.dir, "durable_offset", l.durable.Load(), "log_end_offset", l.leo.Load(), "err", cause)
+	if l.onOffline != nil {
+		l.onOffline(err)
+	}
+	return err
+}
+
+// goOfflineOnFault takes the log offline if err is a fault, and returns the
+// error to answer: the offline error for a fault, err otherwise.
+func (l *Log) goOfflineOnFault(err error) error {
+	var f *faultError
+	if errors.As(err, &f) {
+		return l.goOffline(err)
+	}
+	return err
+}
+
+// writableLocked is nil while the log may change: open and not offline.
+func (l *Log) writableLocked() error {
+	if l.closed {
+		return ErrClosed
+	}
+	if p := l.offline.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // Size is the bytes of all segments.
 func (l *Log) Size() int64 {
@@ -224,9 +274,9 @@ func (l *Log) AppendAsLeaderNoWait(batch []byte, epoch int32) (AppendResult, err
 		return AppendResult{}, fmt.Errorf("%w: %d > %d", ErrBatchTooLarge, len(b), cfg.SegmentBytes)
 	}
 	l.mu.Lock()
-	if l.closed {
+	if err := l.writableLocked(); err != nil {
 		l.mu.Unlock()
-		return AppendResult{}, ErrClosed
+		return AppendResult{}, err
 	}
 	now := l.now().UnixMilli()
 	base := l.leo.Load()
@@ -267,9 +317,9 @@ func (l *Log) AppendAsLeaderNoWait(batch []byte, epoch int32) (AppendResult, err
 func (l *Log) AppendAsFollower(ctx context.Context, batches []byte) (AppendResult, error) {
 	cfg := l.cfg.Load()
 	l.mu.Lock()
-	if l.closed {
+	if err := l.writableLocked(); err != nil {
 		l.mu.Unlock()
-		return AppendResult{}, ErrClosed
+		return AppendResult{}, err
 	}
 	expect := l.leo.Load()
 	epoch := l.LatestEpoch()
@@ -337,7 +387,17 @@ func (l *Log) assignEpochLocked(epoch int32, offset int64) error {
 		return fmt.Errorf("%w: %v", ErrStaleEpoch, err)
 	}
 	if changed {
-		return l.epochs.flush()
+		return l.flushEpochsLocked()
+	}
+	return nil
+}
+
+// flushEpochsLocked writes the epoch checkpoint. A failure takes the log
+// offline: the cache in memory has moved on, and a batch of an epoch the
+// file may lack must never be written.
+func (l *Log) flushEpochsLocked() error {
+	if err := l.epochs.flush(); err != nil {
+		return l.goOffline(err)
 	}
 	return nil
 }
@@ -360,7 +420,7 @@ func (l *Log) appendLocked(b Batch, cfg *Config, now int64) error {
 		}
 	}
 	if err := a.appendBatch(b, cfg.IndexIntervalBytes); err != nil {
-		return err
+		return l.goOfflineOnFault(err)
 	}
 	l.leo.Store(b.NextOffset())
 	return nil
@@ -368,7 +428,7 @@ func (l *Log) appendLocked(b Batch, cfg *Config, now int64) error {
 
 // rollLocked starts a new active segment at base.
 func (l *Log) rollLocked(base int64) (*segment, error) {
-	s, err := createSegment(l.dir, base, l.now().UnixMilli())
+	s, err := createSegment(l.ops, l.dir, base, l.now().UnixMilli())
 	if err != nil {
 		return nil, err
 	}
@@ -418,11 +478,16 @@ func (l *Log) WaitDurable(ctx context.Context, end int64) error {
 
 // flush fsyncs every segment with unsynced data and publishes the durable offset.
 // The caller holds syncSem; appends go on during the fsync.
+//
+// A failed fsync is never retried: the kernel may have dropped the pages it
+// was to write and marked them clean, so a later fsync would succeed without
+// writing them. The log goes offline instead; its durable offset stays where
+// the last good fsync left it.
 func (l *Log) flush() error {
 	l.mu.Lock()
-	if l.closed {
+	if err := l.writableLocked(); err != nil {
 		l.mu.Unlock()
-		return ErrClosed
+		return err
 	}
 	end, gen, dirDirty := l.leo.Load(), l.truncGen, l.dirDirty
 	pending := append(l.unsynced, l.active())
@@ -434,24 +499,23 @@ func (l *Log) flush() error {
 
 	var err error
 	for i, s := range pending {
-		if e := datasync(s.log); e != nil && err == nil {
-			err = fmt.Errorf("fsync segment %s: %w", segmentName(s.base), e)
-		}
-		if i < len(pending)-1 { // a rolled segment is final: its indexes too
-			_ = s.oidx.Sync()
-			_ = s.tidx.Sync()
+		if err == nil {
+			err = s.sync(i < len(pending)-1) // a rolled segment is final: its indexes too
 		}
 		s.release()
 	}
 	if dirDirty && err == nil {
-		err = syncDir(l.dir)
+		if e := l.ops.fs.SyncDir(l.dir); e != nil {
+			err = fmt.Errorf("fsync log dir: %w", e)
+		}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
-		l.unsynced = append(pending[:len(pending)-1:len(pending)-1], l.unsynced...)
-		l.dirDirty = l.dirDirty || dirDirty
-		return err
+		return l.goOffline(err)
+	}
+	if err := l.writableLocked(); err != nil {
+		return err // closed, or offline by another fault meanwhile: publish nothing
 	}
 	l.flushes.Add(1)
 	if gen == l.truncGen && end > l.durable.Load() {
@@ -573,8 +637,8 @@ func (l *Log) offsetForTimestampIn(s *segment, ts, start int64) (int64, int64, b
 func (l *Log) Truncate(offset int64) (int64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
-		return 0, ErrClosed
+	if err := l.writableLocked(); err != nil {
+		return 0, err
 	}
 	if offset >= l.leo.Load() {
 		return l.leo.Load(), nil
@@ -594,7 +658,7 @@ func (l *Log) Truncate(offset int64) (int64, error) {
 	if pos >= 0 {
 		newEnd = hdr.BaseOffset()
 		if err := l.cutSegment(last, pos); err != nil {
-			return 0, err
+			return 0, l.goOfflineOnFault(err)
 		}
 	}
 	if keep == 1 && pos == 0 {
@@ -606,7 +670,7 @@ func (l *Log) Truncate(offset int64) (int64, error) {
 		// whole). Start afresh with an empty segment at the log start, as Kafka's
 		// truncateFullyAndStartAt does: the end must not fall below the start,
 		// and a reopened log must find the same end in the segment files.
-		s, err := createSegment(l.dir, start, l.now().UnixMilli())
+		s, err := createSegment(l.ops, l.dir, start, l.now().UnixMilli())
 		if err != nil {
 			return 0, err
 		}
@@ -614,22 +678,38 @@ func (l *Log) Truncate(offset int64) (int64, error) {
 		l.dirDirty = true
 	}
 	l.segs.Store(&kept)
-	for _, s := range segs[keep:] {
-		s.retire()
-		s.release()
-	}
+	retired := l.retireLocked(segs[keep:])
 	l.unsynced = filterSegments(l.unsynced, kept)
 	l.truncGen++
 	l.leo.Store(newEnd)
 	if l.durable.Load() > newEnd {
 		l.durable.Store(newEnd)
 	}
+	if retired != nil {
+		return newEnd, retired
+	}
 	if l.epochs.truncateFromEnd(newEnd) {
-		if err := l.epochs.flush(); err != nil {
+		if err := l.flushEpochsLocked(); err != nil {
 			return newEnd, err
 		}
 	}
 	return newEnd, nil
+}
+
+// retireLocked retires segments taken out of the list and drops the log's
+// reference to each. A failed rename takes the log offline (see retire).
+func (l *Log) retireLocked(segs []*segment) error {
+	var errs []error
+	for _, s := range segs {
+		if err := s.retire(); err != nil {
+			errs = append(errs, err)
+		}
+		s.release()
+	}
+	if len(errs) > 0 {
+		return l.goOffline(errors.Join(errs...))
+	}
+	return nil
 }
 
 func filterSegments(list, alive []*segment) []*segment {
@@ -648,8 +728,8 @@ func filterSegments(list, alive []*segment) []*segment {
 // cutSegment truncates a segment's file at pos and rebuilds its in-memory state.
 func (l *Log) cutSegment(s *segment, pos int64) error {
 	s.size.Store(pos) // readers stop here first
-	if err := s.log.Truncate(pos); err != nil {
-		return fmt.Errorf("truncate segment %s: %w", segmentName(s.base), err)
+	if err := l.ops.fs.Truncate(s.log, pos); err != nil {
+		return fault(fmt.Errorf("truncate segment %s: %w", segmentName(s.base), err))
 	}
 	offs, times := s.offsets.Load(), s.times.Load()
 	no := &chunkedList[offsetEntry]{}
@@ -749,14 +829,20 @@ func (l *Log) TruncateFullyAndStartAt(offset int64) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
-		return ErrClosed
+	if err := l.writableLocked(); err != nil {
+		return err
 	}
 	old := *l.segs.Load()
+	var errs []error
 	for _, s := range old {
-		s.retire() // frees the names first: the new segment may reuse a base offset
+		if err := s.retire(); err != nil { // frees the names first: the new segment may reuse a base offset
+			errs = append(errs, err)
+		}
 	}
-	s, err := createSegment(l.dir, offset, l.now().UnixMilli())
+	if len(errs) > 0 {
+		return l.goOffline(errors.Join(errs...))
+	}
+	s, err := createSegment(l.ops, l.dir, offset, l.now().UnixMilli())
 	if err != nil {
 		return err
 	}
@@ -771,7 +857,7 @@ func (l *Log) TruncateFullyAndStartAt(offset int64) error {
 	l.logStart.Store(offset)
 	l.durable.Store(offset)
 	l.epochs.reset(nil)
-	return l.epochs.flush()
+	return l.flushEpochsLocked()
 }
 
 // DeleteRecordsBefore moves the log start offset up to offset (at most the log
@@ -779,8 +865,8 @@ func (l *Log) TruncateFullyAndStartAt(offset int64) error {
 func (l *Log) DeleteRecordsBefore(offset int64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
-		return ErrClosed
+	if err := l.writableLocked(); err != nil {
+		return err
 	}
 	if offset > l.leo.Load() {
 		return &OutOfRangeError{Offset: offset, LogStartOffset: l.logStart.Load(), LogEndOffset: l.leo.Load()}
@@ -803,13 +889,12 @@ func (l *Log) advanceStartLocked(offset int64) error {
 		kept := append([]*segment(nil), segs[drop:]...)
 		l.segs.Store(&kept)
 		l.unsynced = filterSegments(l.unsynced, kept)
-		for _, s := range segs[:drop] {
-			s.retire()
-			s.release()
+		if err := l.retireLocked(segs[:drop]); err != nil {
+			return err
 		}
 	}
 	if l.epochs.truncateFromStart(offset) {
-		return l.epochs.flush()
+		return l.flushEpochsLocked()
 	}
 	return nil
 }
@@ -825,8 +910,8 @@ func (l *Log) ApplyRetention(committed int64) (int, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
-		return 0, ErrClosed
+	if err := l.writableLocked(); err != nil {
+		return 0, err
 	}
 	segs := *l.segs.Load()
 	now := l.now().UnixMilli()
@@ -856,7 +941,9 @@ func (l *Log) ApplyRetention(committed int64) (int, error) {
 	return drop, l.advanceStartLocked(newStart)
 }
 
-// Close flushes everything to disk and closes the files. Later calls fail with ErrClosed.
+// Close flushes everything to disk and closes the files. Later calls fail
+// with ErrClosed. An offline log closes its files and returns its offline
+// error, so the caller knows the shutdown was not clean.
 func (l *Log) Close() error {
 	ctx := context.Background()
 	err := l.Sync(ctx)
@@ -870,14 +957,16 @@ func (l *Log) Close() error {
 	if l.closed {
 		return nil
 	}
+	if err == nil {
+		for _, s := range *l.segs.Load() {
+			if err = s.syncIndexes(); err != nil {
+				err = l.goOffline(err)
+				break
+			}
+		}
+	}
 	l.closed = true
 	for _, s := range *l.segs.Load() {
-		if e := s.oidx.Sync(); e != nil && err == nil {
-			err = fmt.Errorf("fsync index: %w", e)
-		}
-		if e := s.tidx.Sync(); e != nil && err == nil {
-			err = fmt.Errorf("fsync time index: %w", e)
-		}
 		s.release()
 	}
 	return err

@@ -43,6 +43,11 @@ type ManagerOptions struct {
 	FlushInterval          time.Duration
 	Logger                 *slog.Logger
 	Now                    func() time.Time
+	// FS is how the logs change their files (nil: OSFS); tests inject failures here.
+	FS FS
+	// OnLogOffline, when set, is called once for each log that goes offline
+	// (see ErrLogOffline), with its partition dir name; it must not block.
+	OnLogOffline func(name string, err error)
 }
 
 // Manager owns the partition logs of one data dir: it opens them all at start
@@ -155,7 +160,7 @@ func (m *Manager) load() error {
 		}
 		l, err := Open(filepath.Join(m.dir, name), m.opts.Config, Options{
 			Clean: m.clean, RecoveryPoint: recovery[name], LogStartOffset: starts[name],
-			Codecs: m.codecs, Logger: m.opts.Logger, Now: m.opts.Now,
+			Codecs: m.codecs, Logger: m.opts.Logger, Now: m.opts.Now, FS: m.opts.FS, OnOffline: m.onOffline(name),
 		})
 		if err != nil {
 			return fmt.Errorf("open log %s: %w", name, err)
@@ -209,16 +214,24 @@ func (m *Manager) GetOrCreate(topic string, partition int32, cfg Config) (*Log, 
 	if l, ok := m.logs[name]; ok {
 		return l, l.SetConfig(cfg)
 	}
-	l, err := Open(filepath.Join(m.dir, name), cfg, Options{Codecs: m.codecs, Logger: m.opts.Logger, Now: m.opts.Now})
+	l, err := Open(filepath.Join(m.dir, name), cfg, Options{Codecs: m.codecs, Logger: m.opts.Logger, Now: m.opts.Now,
+		FS: m.opts.FS, OnOffline: m.onOffline(name)})
 	if err != nil {
 		return nil, err
 	}
 	if err := syncDir(m.dir); err != nil {
-		_ = l.Close()
-		return nil, err
+		return nil, errors.Join(err, l.Close())
 	}
 	m.logs[name] = l
 	return l, nil
+}
+
+// onOffline is the OnOffline hook of the log named name.
+func (m *Manager) onOffline(name string) func(error) {
+	if m.opts.OnLogOffline == nil {
+		return nil
+	}
+	return func(err error) { m.opts.OnLogOffline(name, err) }
 }
 
 // Names lists the partition directory names of every open log, sorted.
@@ -244,7 +257,9 @@ func (m *Manager) Delete(topic string, partition int32) error {
 	if !ok {
 		return nil
 	}
-	_ = l.Close()
+	if err := l.Close(); err != nil { // the files go anyway
+		m.opts.Logger.Warn("closing a log before deleting it failed", "log", name, "err", err)
+	}
 	gone := filepath.Join(m.dir, fmt.Sprintf("%s.%d%s", name, m.opts.Now().UnixNano(), deletingSuffix))
 	if err := os.Rename(l.Dir(), gone); err != nil {
 		return fmt.Errorf("delete log %s: %w", name, err)
@@ -329,7 +344,7 @@ func (m *Manager) Run(ctx context.Context) {
 // RunRetention applies retention to every log once.
 func (m *Manager) RunRetention() {
 	for name, l := range m.snapshot() {
-		if _, err := l.ApplyRetention(m.committed(name, l)); err != nil && !errors.Is(err, ErrClosed) {
+		if _, err := l.ApplyRetention(m.committed(name, l)); err != nil && !quiet(err) {
 			m.opts.Logger.Error("retention failed", "log", name, "err", err)
 		}
 	}
@@ -345,16 +360,20 @@ func (m *Manager) RunCompaction(ctx context.Context) {
 		if !l.NeedsCompaction(committed) {
 			continue
 		}
-		if _, err := l.Compact(ctx, committed); err != nil && !errors.Is(err, ErrClosed) && ctx.Err() == nil {
+		if _, err := l.Compact(ctx, committed); err != nil && !quiet(err) && ctx.Err() == nil {
 			m.opts.Logger.Error("compaction failed", "log", name, "err", err)
 		}
 	}
 }
 
+// quiet tells the errors background work does not log: a closed log, and an
+// offline one (it logged why when it went offline).
+func quiet(err error) bool { return errors.Is(err, ErrClosed) || errors.Is(err, ErrLogOffline) }
+
 // FlushAll fsyncs every log (what fsync never left to the OS) and checkpoints.
 func (m *Manager) FlushAll(ctx context.Context) {
 	for name, l := range m.snapshot() {
-		if err := l.Sync(ctx); err != nil && !errors.Is(err, ErrClosed) && ctx.Err() == nil {
+		if err := l.Sync(ctx); err != nil && !quiet(err) && ctx.Err() == nil {
 			m.opts.Logger.Error("flush failed", "log", name, "err", err)
 		}
 	}

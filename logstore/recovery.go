@@ -20,6 +20,7 @@ func (l *Log) load(opts Options) error {
 	}
 	epochsOK := false
 	l.epochs, epochsOK = loadEpochCache(l.dir)
+	l.epochs.fs = l.ops.fs
 
 	var segs []*segment
 	defer func() {
@@ -30,7 +31,7 @@ func (l *Log) load(opts Options) error {
 		}
 	}()
 	for _, base := range bases {
-		s, err := openSegmentFiles(l.dir, base, false, l.now().UnixMilli())
+		s, err := openSegmentFiles(l.ops, l.dir, base, false, l.now().UnixMilli())
 		if err != nil {
 			return err
 		}
@@ -81,23 +82,27 @@ func (l *Log) load(opts Options) error {
 			segs = segs[:i]
 			later = append([]*segment{s}, later...)
 		}
+		var retireErr error
 		for _, d := range later {
 			rep.TruncatedBytes += d.size.Load()
-			d.retire()
+			retireErr = errors.Join(retireErr, d.retire())
 			d.release()
+		}
+		if retireErr != nil {
+			return fmt.Errorf("drop the segments after the damage: %w", unfault(retireErr))
 		}
 		rep.SegmentsDeleted = len(later)
 		break
 	}
 
 	if len(segs) == 0 {
-		s, err := createSegment(l.dir, max(opts.LogStartOffset, 0), l.now().UnixMilli())
+		s, err := createSegment(l.ops, l.dir, max(opts.LogStartOffset, 0), l.now().UnixMilli())
 		if err != nil {
 			return err
 		}
 		segs = append(segs, s)
-		if err := syncDir(l.dir); err != nil {
-			return err
+		if err := l.ops.fs.SyncDir(l.dir); err != nil {
+			return fmt.Errorf("fsync log dir: %w", err)
 		}
 	}
 	for _, s := range segs {
@@ -116,12 +121,12 @@ func (l *Log) load(opts Options) error {
 
 	if rep.Recovered { // what we read back may only be in the page cache
 		for _, s := range segs[min(recoverFrom, len(segs)-1):] {
-			if err := datasync(s.log); err != nil {
+			if err := l.ops.fs.Sync(s.log); err != nil {
 				return fmt.Errorf("fsync recovered segment %s: %w", segmentName(s.base), err)
 			}
 		}
-		if err := syncDir(l.dir); err != nil {
-			return err
+		if err := l.ops.fs.SyncDir(l.dir); err != nil {
+			return fmt.Errorf("fsync log dir: %w", err)
 		}
 	}
 	l.durable.Store(leo)
@@ -178,7 +183,7 @@ func (l *Log) listSegments() ([]int64, error) {
 		stray := strings.HasSuffix(name, cleanedSuffix) || strings.HasSuffix(name, deletedSuffix) || strings.Contains(name, ".tmp-") ||
 			((strings.HasSuffix(name, indexSuffix) || strings.HasSuffix(name, timeIndexSuffix)) && !logs[stem])
 		if stray {
-			if err := os.Remove(filepath.Join(l.dir, name)); err != nil {
+			if err := l.ops.fs.Remove(filepath.Join(l.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return nil, fmt.Errorf("remove leftover %s: %w", name, err)
 			}
 		}
@@ -259,7 +264,7 @@ func (l *Log) recoverSegment(s *segment, expect int64, prevEpoch *int32, epochsO
 		return r
 	})
 	if valid != size {
-		if err := s.log.Truncate(valid); err != nil {
+		if err := l.ops.fs.Truncate(s.log, valid); err != nil {
 			return 0, "", fmt.Errorf("truncate damaged segment %s: %w", segmentName(s.base), err)
 		}
 		s.size.Store(valid)

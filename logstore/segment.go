@@ -30,6 +30,7 @@ type segment struct {
 	log  *os.File
 	oidx *os.File
 	tidx *os.File
+	ops  *fileOps // the log's: how files change, where cleanup failures go
 
 	size    atomic.Int64 // bytes of whole, written batches
 	next    atomic.Int64 // offset after the segment's last batch (base when empty)
@@ -42,13 +43,14 @@ type segment struct {
 
 	// Writer-only state.
 	bytesSinceIndex int64
-	firstTS         int64 // max timestamp of the first batch, for segment.ms; noTimestamp when empty
-	opened          int64 // wall clock (ms) when this process created or opened the segment
+	firstTS         int64               // max timestamp of the first batch, for segment.ms; noTimestamp when empty
+	opened          int64               // wall clock (ms) when this process created or opened the segment
+	entryBuf        [timeEntrySize]byte // an index entry being written: the seam's WriteAt would make a local escape
 }
 
 // newSegment is an empty segment with no files yet, holding the log's reference.
-func newSegment(base int64, path string, opened int64) *segment {
-	s := &segment{base: base, path: path, firstTS: noTimestamp, opened: opened}
+func newSegment(ops *fileOps, base int64, path string, opened int64) *segment {
+	s := &segment{base: base, path: path, firstTS: noTimestamp, opened: opened, ops: ops}
 	s.refs.Store(1)
 	s.next.Store(base)
 	s.maxTS.Store(noTimestamp)
@@ -57,38 +59,38 @@ func newSegment(base int64, path string, opened int64) *segment {
 	return s
 }
 
-func openSegmentFiles(dir string, base int64, create bool, now int64) (*segment, error) {
-	s := newSegment(base, filepath.Join(dir, segmentName(base)), now)
+func openSegmentFiles(ops *fileOps, dir string, base int64, create bool, now int64) (*segment, error) {
+	s := newSegment(ops, base, filepath.Join(dir, segmentName(base)), now)
 	flags := os.O_RDWR
 	if create {
 		flags |= os.O_CREATE | os.O_EXCL
 	}
 	var err error
-	if s.log, err = os.OpenFile(s.path+logSuffix, flags, 0o644); err != nil {
+	if s.log, err = ops.fs.OpenFile(s.path+logSuffix, flags, 0o644); err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
 	}
 	// Index files are derived data: (re)create them freely.
-	if s.oidx, err = os.OpenFile(s.path+indexSuffix, os.O_RDWR|os.O_CREATE, 0o644); err != nil {
+	if s.oidx, err = ops.fs.OpenFile(s.path+indexSuffix, os.O_RDWR|os.O_CREATE, 0o644); err != nil {
 		s.closeFiles()
 		return nil, fmt.Errorf("open index: %w", err)
 	}
-	if s.tidx, err = os.OpenFile(s.path+timeIndexSuffix, os.O_RDWR|os.O_CREATE, 0o644); err != nil {
+	if s.tidx, err = ops.fs.OpenFile(s.path+timeIndexSuffix, os.O_RDWR|os.O_CREATE, 0o644); err != nil {
 		s.closeFiles()
 		return nil, fmt.Errorf("open time index: %w", err)
 	}
 	return s, nil
 }
 
-func createSegment(dir string, base int64, now int64) (*segment, error) {
-	s, err := openSegmentFiles(dir, base, true, now)
+func createSegment(ops *fileOps, dir string, base int64, now int64) (*segment, error) {
+	s, err := openSegmentFiles(ops, dir, base, true, now)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.oidx.Truncate(0); err != nil {
+	if err := ops.fs.Truncate(s.oidx, 0); err != nil {
 		s.closeFiles()
 		return nil, fmt.Errorf("reset index: %w", err)
 	}
-	if err := s.tidx.Truncate(0); err != nil {
+	if err := ops.fs.Truncate(s.tidx, 0); err != nil {
 		s.closeFiles()
 		return nil, fmt.Errorf("reset time index: %w", err)
 	}
@@ -96,11 +98,9 @@ func createSegment(dir string, base int64, now int64) (*segment, error) {
 }
 
 func (s *segment) closeFiles() {
-	for _, f := range []*os.File{s.log, s.oidx, s.tidx} {
-		if f != nil {
-			_ = f.Close()
-		}
-	}
+	s.ops.close(s.log)
+	s.ops.close(s.oidx)
+	s.ops.close(s.tidx)
 }
 
 // acquire takes a reader reference; false if the segment is already gone.
@@ -129,7 +129,7 @@ func (s *segment) release() {
 
 func (s *segment) removeFiles() {
 	for _, suf := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
-		_ = os.Remove(s.path + suf + deletedSuffix)
+		s.ops.remove(s.path+suf+deletedSuffix, "a deleted segment file")
 	}
 }
 
@@ -137,31 +137,69 @@ func (s *segment) removeFiles() {
 // new segment may take the same base offset while readers still use the old
 // one) and deleted when the last reference goes. The caller drops the log's
 // reference afterwards. Leftover .deleted files are removed on open.
-func (s *segment) retire() {
+//
+// A failed rename leaves the file under its live name, where the next open
+// would take it back into the log: the error is a fault, and the log goes
+// offline (a restart's recovery then judges the files).
+func (s *segment) retire() error {
+	var errs []error
 	for _, suf := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
-		_ = os.Rename(s.path+suf, s.path+suf+deletedSuffix)
+		if err := s.ops.fs.Rename(s.path+suf, s.path+suf+deletedSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("retire segment %s: %w", segmentName(s.base), err))
+		}
 	}
 	s.remove.Store(true)
+	return fault(errors.Join(errs...))
+}
+
+// sync makes the segment's log file durable, and its indexes too when final
+// (a rolled segment's). Any failure is a fault.
+func (s *segment) sync(final bool) error {
+	if err := s.ops.fs.Sync(s.log); err != nil {
+		return fault(fmt.Errorf("fsync segment %s: %w", segmentName(s.base), err))
+	}
+	if !final {
+		return nil
+	}
+	return s.syncIndexes()
+}
+
+// syncIndexes makes both index files durable; a failure is a fault.
+func (s *segment) syncIndexes() error {
+	if err := s.ops.fs.Sync(s.oidx); err != nil {
+		return fault(fmt.Errorf("fsync index %s: %w", segmentName(s.base), err))
+	}
+	if err := s.ops.fs.Sync(s.tidx); err != nil {
+		return fault(fmt.Errorf("fsync time index %s: %w", segmentName(s.base), err))
+	}
+	return nil
 }
 
 // indexFull reports whether the offset index reached its entry limit.
 func (s *segment) indexFull(maxEntries int) bool { return s.offsets.Load().len() >= maxEntries }
 
 // appendBatch writes b at the end of the segment and publishes it to readers.
-// On error nothing is published and the file is cut back.
+// On error nothing is published and the file is cut back; a failed cut-back
+// is a fault (the file holds bytes the log does not account for).
 func (s *segment) appendBatch(b Batch, indexInterval int64) error {
 	pos := s.size.Load()
-	if _, err := s.log.WriteAt(b, pos); err != nil {
-		_ = s.log.Truncate(pos)
-		return fmt.Errorf("write segment %s: %w", segmentName(s.base), err)
+	if _, err := s.ops.fs.WriteAt(s.log, b, pos); err != nil {
+		return s.cutBack(pos, fmt.Errorf("write segment %s: %w", segmentName(s.base), err))
 	}
 	if err := s.addIndexEntry(b, pos, indexInterval); err != nil {
-		_ = s.log.Truncate(pos)
-		return err
+		return s.cutBack(pos, err)
 	}
 	s.noteBatch(b, int64(len(b)))
 	s.size.Store(pos + int64(len(b))) // publish last: readers never see a partial batch
 	return nil
+}
+
+// cutBack truncates the log file to pos after a failed append (err).
+func (s *segment) cutBack(pos int64, err error) error {
+	if terr := s.ops.fs.Truncate(s.log, pos); terr != nil {
+		return fault(fmt.Errorf("%w; cutting segment %s back to %d failed too: %w", err, segmentName(s.base), pos, terr))
+	}
+	return err
 }
 
 // indexEntries decides the index entries for a batch about to sit at pos: an
@@ -189,16 +227,18 @@ func (s *segment) addIndexEntry(b Batch, pos, interval int64) error {
 	}
 	offs, times := s.offsets.Load(), s.times.Load()
 	n := int64(offs.len())
-	if _, err := s.oidx.WriteAt(encodeOffsetEntry(oe), n*offsetEntrySize); err != nil {
-		_ = s.oidx.Truncate(n * offsetEntrySize)
-		return fmt.Errorf("write index %s: %w", segmentName(s.base), err)
+	// The index files are derived data: a failed cut-back only leaves a
+	// stray entry past the end, which the next write overwrites and an open
+	// checks; it is reported with the write's error.
+	fs := s.ops.fs
+	if _, err := fs.WriteAt(s.oidx, putOffsetEntry(s.entryBuf[:], oe), n*offsetEntrySize); err != nil {
+		return errors.Join(fmt.Errorf("write index %s: %w", segmentName(s.base), err), fs.Truncate(s.oidx, n*offsetEntrySize))
 	}
 	if addTime {
 		tn := int64(times.len())
-		if _, err := s.tidx.WriteAt(encodeTimeEntry(te), tn*timeEntrySize); err != nil {
-			_ = s.tidx.Truncate(tn * timeEntrySize)
-			_ = s.oidx.Truncate(n * offsetEntrySize)
-			return fmt.Errorf("write time index %s: %w", segmentName(s.base), err)
+		if _, err := fs.WriteAt(s.tidx, putTimeEntry(s.entryBuf[:], te), tn*timeEntrySize); err != nil {
+			return errors.Join(fmt.Errorf("write time index %s: %w", segmentName(s.base), err),
+				fs.Truncate(s.tidx, tn*timeEntrySize), fs.Truncate(s.oidx, n*offsetEntrySize))
 		}
 		times.push(te)
 	}
@@ -388,16 +428,17 @@ func (s *segment) rebuildIndexFiles() error {
 	for i := 0; i < times.len(); i++ {
 		tb = append(tb, encodeTimeEntry(times.at(i))...)
 	}
-	if err := s.oidx.Truncate(0); err != nil {
+	fs := s.ops.fs
+	if err := fs.Truncate(s.oidx, 0); err != nil {
 		return fmt.Errorf("rebuild index %s: %w", segmentName(s.base), err)
 	}
-	if _, err := s.oidx.WriteAt(ob, 0); err != nil {
+	if _, err := fs.WriteAt(s.oidx, ob, 0); err != nil {
 		return fmt.Errorf("rebuild index %s: %w", segmentName(s.base), err)
 	}
-	if err := s.tidx.Truncate(0); err != nil {
+	if err := fs.Truncate(s.tidx, 0); err != nil {
 		return fmt.Errorf("rebuild time index %s: %w", segmentName(s.base), err)
 	}
-	if _, err := s.tidx.WriteAt(tb, 0); err != nil {
+	if _, err := fs.WriteAt(s.tidx, tb, 0); err != nil {
 		return fmt.Errorf("rebuild time index %s: %w", segmentName(s.base), err)
 	}
 	return nil

@@ -1,0 +1,325 @@
+package logstore
+
+import (
+	"context"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+)
+
+// faultFS is OSFS that fails the operations a rule picks, as a failing disk
+// would; every operation it is asked for is recorded.
+type faultFS struct {
+	OSFS
+	mu    sync.Mutex
+	rule  func(op, name string) error // nil: every operation goes through
+	fired atomic.Int32
+}
+
+// failOnce makes the first op on a file whose name ends in suffix fail with EIO.
+func (f *faultFS) failOnce(op, suffix string) {
+	var done atomic.Bool
+	f.set(func(o, name string) error {
+		if o == op && strings.HasSuffix(name, suffix) && done.CompareAndSwap(false, true) {
+			return syscall.EIO
+		}
+		return nil
+	})
+}
+
+func (f *faultFS) set(rule func(op, name string) error) {
+	f.mu.Lock()
+	f.rule = rule
+	f.mu.Unlock()
+}
+
+func (f *faultFS) check(op, name string) error {
+	f.mu.Lock()
+	rule := f.rule
+	f.mu.Unlock()
+	if rule == nil {
+		return nil
+	}
+	err := rule(op, name)
+	if err != nil {
+		f.fired.Add(1)
+		return &os.PathError{Op: op, Path: name, Err: err}
+	}
+	return nil
+}
+
+func (f *faultFS) Sync(file *os.File) error {
+	if err := f.check("sync", file.Name()); err != nil {
+		return err
+	}
+	return f.OSFS.Sync(file)
+}
+
+func (f *faultFS) SyncDir(dir string) error {
+	if err := f.check("syncdir", dir); err != nil {
+		return err
+	}
+	return f.OSFS.SyncDir(dir)
+}
+
+func (f *faultFS) Rename(oldpath, newpath string) error {
+	if err := f.check("rename", oldpath); err != nil {
+		return err
+	}
+	return f.OSFS.Rename(oldpath, newpath)
+}
+
+// utOffline checks that err says the log is offline because of an EIO.
+func utOffline(t *testing.T, what string, err error) {
+	t.Helper()
+	if !errors.Is(err, ErrLogOffline) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("%s: got %v, want an error wrapping ErrLogOffline and EIO", what, err)
+	}
+}
+
+// utRefusesWrites checks that every write and flush of l answers its offline error.
+func utRefusesWrites(t *testing.T, l *Log) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := l.AppendAsLeader(ctx, utLeaderBatch(t, 1, l.LogEndOffset(), utTS, CompressionNone), 0)
+	utOffline(t, "AppendAsLeader", err)
+	_, err = l.AppendAsFollower(ctx, utFollowerBatch(t, l.LogEndOffset(), 1, l.LatestEpoch()))
+	utOffline(t, "AppendAsFollower", err)
+	utOffline(t, "Sync", l.Sync(ctx))
+	_, err = l.Truncate(0)
+	utOffline(t, "Truncate", err)
+	utOffline(t, "TruncateFullyAndStartAt", l.TruncateFullyAndStartAt(l.LogEndOffset()))
+	utOffline(t, "DeleteRecordsBefore", l.DeleteRecordsBefore(l.LogEndOffset()))
+	utOffline(t, "Offline", l.Offline())
+}
+
+// A failed fsync is never retried into "durable": the first fsync fails, a
+// later one would succeed, yet the data it should have covered is never
+// reported durable and the log refuses writes from then on.
+func TestLogFailedFsyncIsNeverRetriedIntoDurable(t *testing.T) {
+	for _, tc := range []struct {
+		name, op, suffix string
+	}{
+		{"segment", "sync", logSuffix},
+		{"rolled index", "sync", indexSuffix},
+		{"rolled time index", "sync", timeIndexSuffix},
+		{"directory", "syncdir", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := &faultFS{}
+			var calls atomic.Int32
+			cfg := utSmallSegments(t)
+			cfg.Fsync = FsyncAlways
+			l := utOpen(t, t.TempDir(), cfg, Options{FS: fs, OnOffline: func(error) { calls.Add(1) }})
+			for range 4 { // past the first roll: a rolled segment and a new file to make durable
+				utAppend(t, l, 3, 0)
+			}
+			durable := l.DurableOffset()
+			if durable != l.LogEndOffset() {
+				t.Fatalf("durable %d, log end %d before the fault", durable, l.LogEndOffset())
+			}
+			fs.failOnce(tc.op, tc.suffix)
+			var appendErr error
+			for fs.fired.Load() == 0 { // roll until the failing kind of fsync comes up
+				_, appendErr = l.AppendAsLeader(context.Background(), utLeaderBatch(t, 3, l.LogEndOffset(), utTS, CompressionNone), 0)
+				if appendErr == nil {
+					durable = l.DurableOffset()
+				}
+				if l.LogEndOffset() > 200 {
+					t.Fatalf("no %s %q fsync failed in 200 offsets", tc.op, tc.suffix)
+				}
+			}
+			// From here on every fsync would succeed: a retry must still not
+			// make what the failed one covered durable.
+			syncErr := l.Sync(context.Background())
+			if got := l.DurableOffset(); got != durable {
+				t.Fatalf("durable offset %d after the failed fsync and a retry, want %d (what the last good fsync covered)", got, durable)
+			}
+			utOffline(t, "the append whose fsync failed", appendErr)
+			utOffline(t, "Sync after the failure", syncErr)
+			utRefusesWrites(t, l)
+			if err := l.WaitDurable(context.Background(), durable+1); !errors.Is(err, ErrLogOffline) {
+				t.Fatalf("WaitDurable past the failure: %v", err)
+			}
+			if err := l.WaitDurable(context.Background(), durable); err != nil {
+				t.Fatalf("WaitDurable of what was durable before: %v", err)
+			}
+			if calls.Load() != 1 {
+				t.Fatalf("OnOffline called %d times, want once", calls.Load())
+			}
+			// Reads below the durable offset still work.
+			utCheckContiguous(t, utReadRecords(t, l, 0, math.MaxInt32)[:durable], 0, durable)
+			utOffline(t, "Close", l.Close())
+		})
+	}
+}
+
+// With fsync never the background flush finds the failure: the same holds.
+func TestLogFailedFlushTakesFsyncNeverLogOffline(t *testing.T) {
+	fs := &faultFS{}
+	l := utOpen(t, t.TempDir(), utCfg(), Options{FS: fs})
+	utAppend(t, l, 5, 0)
+	fs.failOnce("sync", logSuffix)
+	err := l.Sync(context.Background())
+	retry := l.Sync(context.Background())
+	if l.DurableOffset() != 0 {
+		t.Fatalf("durable offset %d, want 0: no fsync of the data ever succeeded before the failure", l.DurableOffset())
+	}
+	utOffline(t, "Sync", err)
+	utOffline(t, "Sync again", retry)
+	utRefusesWrites(t, l)
+}
+
+// A segment that retention, truncation or compaction takes out of the log is
+// renamed first; a failed rename is reported and takes the log offline (the
+// file left under its live name would come back on the next open).
+func TestLogRetireRenameFailureTakesLogOffline(t *testing.T) {
+	build := func(t *testing.T, cfg Config) (*Log, *faultFS) {
+		fs := &faultFS{}
+		clock := newUTClock(utT0)
+		l := utOpen(t, t.TempDir(), cfg, Options{FS: fs, Now: clock.Now})
+		for range 10 {
+			utAppend(t, l, 3, 0)
+		}
+		if l.SegmentCount() < 3 {
+			t.Fatalf("%d segments, want at least 3", l.SegmentCount())
+		}
+		return l, fs
+	}
+	failRename := func(fs *faultFS, suffix string) {
+		fs.set(func(op, name string) error {
+			if op == "rename" && strings.HasSuffix(name, suffix) {
+				return syscall.EIO
+			}
+			return nil
+		})
+	}
+	t.Run("retention", func(t *testing.T) {
+		cfg := utSmallSegments(t)
+		cfg.RetentionBytes = 1
+		l, fs := build(t, cfg)
+		failRename(fs, logSuffix)
+		_, err := l.ApplyRetention(l.LogEndOffset())
+		utOffline(t, "ApplyRetention", err)
+		fs.set(nil)
+		utRefusesWrites(t, l)
+	})
+	t.Run("truncate", func(t *testing.T) {
+		l, fs := build(t, utSmallSegments(t))
+		failRename(fs, indexSuffix)
+		_, err := l.Truncate(3)
+		utOffline(t, "Truncate", err)
+		fs.set(nil)
+		utRefusesWrites(t, l)
+	})
+	t.Run("restart at an offset", func(t *testing.T) {
+		l, fs := build(t, utSmallSegments(t))
+		failRename(fs, timeIndexSuffix)
+		utOffline(t, "TruncateFullyAndStartAt", l.TruncateFullyAndStartAt(100))
+		fs.set(nil)
+		utRefusesWrites(t, l)
+	})
+	t.Run("compaction swap", func(t *testing.T) {
+		cfg := utSmallSegments(t)
+		cfg.CleanupPolicy = CleanupCompact
+		fs := &faultFS{}
+		l := utOpen(t, t.TempDir(), cfg, Options{FS: fs})
+		for range 10 { // the same three keys over and over: plenty to compact
+			b, err := NewCodecs(0).EncodeBatch(nil, []Record{{Key: []byte("a"), Value: []byte("1")},
+				{Key: []byte("b"), Value: []byte("2")}, {Key: []byte("c"), Value: []byte("3")}}, BatchOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.AppendAsLeader(context.Background(), b, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		failRename(fs, logSuffix+cleanedSuffix)
+		_, err := l.Compact(context.Background(), l.LogEndOffset())
+		utOffline(t, "Compact", err)
+		fs.set(nil)
+		utRefusesWrites(t, l)
+	})
+}
+
+// An offline log is recovered from disk on restart, never skipped: Close
+// reports the failure, the data dir gets no clean-shutdown marker, the
+// next open scans (CRC) the log, and every record acknowledged as durable
+// before the failure is there, byte for byte; the log takes writes again.
+func TestManagerRecoversOfflineLogOnRestart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := managerConfig()
+	cfg.Fsync = FsyncAlways
+	fs := &faultFS{}
+	var offline atomic.Value
+	m, err := OpenManager(dir, ManagerOptions{Config: cfg, FS: fs,
+		OnLogOffline: func(name string, err error) { offline.Store(name) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := m.GetOrCreate("orders", 0, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthy, err := m.GetOrCreate("orders", 1, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill(t, l, 40) // several segments, all acknowledged durable
+	fill(t, healthy, 5)
+	acked := utReadRaw(t, l, 0, math.MaxInt32)
+	ackedEnd := l.LogEndOffset()
+	fs.failOnce("sync", logSuffix)
+	_, err = l.AppendAsLeader(context.Background(), utLeaderBatch(t, 2, ackedEnd, utTS, CompressionNone), 0)
+	utOffline(t, "the append whose fsync failed", err)
+	fs.set(nil)
+	if got, _ := offline.Load().(string); got != "orders-0" {
+		t.Fatalf("OnLogOffline named %q, want orders-0", got)
+	}
+	if err := healthy.Sync(context.Background()); err != nil {
+		t.Fatalf("the other log must not be affected: %v", err)
+	}
+	m.FlushAll(context.Background()) // checkpoints the recovery points
+	if err := m.Close(); !errors.Is(err, ErrLogOffline) {
+		t.Fatalf("Close: %v, want the offline error", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, CleanShutdownFile)); !os.IsNotExist(err) {
+		t.Fatalf("an offline log must leave no clean-shutdown marker (stat: %v)", err)
+	}
+	rp, err := ReadOffsetCheckpoint(filepath.Join(dir, RecoveryPointFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rp["orders-0"] > ackedEnd {
+		t.Fatalf("recovery point %d is past the last durable offset %d", rp["orders-0"], ackedEnd)
+	}
+
+	m, err = OpenManager(dir, ManagerOptions{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.WasClean() {
+		t.Fatal("the restart after an offline log must not be clean")
+	}
+	l, _ = m.Get("orders", 0)
+	if !l.Recovery().Recovered || l.Recovery().SegmentsScanned == 0 || l.Offline() != nil {
+		t.Fatalf("restart: report %+v, offline %v; want a recovery scan and a writable log", l.Recovery(), l.Offline())
+	}
+	if l.LogEndOffset() < ackedEnd {
+		t.Fatalf("log end %d after recovery, %d were acknowledged", l.LogEndOffset(), ackedEnd)
+	}
+	if got := utReadRaw(t, l, 0, math.MaxInt32)[:len(acked)]; string(got) != string(acked) {
+		t.Fatal("the acknowledged batches differ after recovery")
+	}
+	utAppend(t, l, 2, 0)
+	if err := l.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
