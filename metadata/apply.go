@@ -1,8 +1,10 @@
 package metadata
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/google/uuid"
 )
@@ -38,6 +40,8 @@ func applyCommand(base *Image, index uint64, cmd Command) (*Image, error) {
 		err = tx.alterPartition(c)
 	case UnregisterBrokerCmd:
 		err = tx.unregisterBroker(c)
+	case OfflineReplicasCmd:
+		err = tx.offlineReplicas(c)
 	default:
 		err = fmt.Errorf("%w: unsupported command %T", ErrInvalidRequest, cmd)
 	}
@@ -142,6 +146,12 @@ func (tx *txn) removeTopic(name string) {
 
 func (tx *txn) alive(id int32) bool { return tx.next.Brokers[id].Alive() }
 
+// canServe is the election filter of one partition: alive brokers whose
+// replica of it is not offline.
+func (tx *txn) canServe(topic string, partition int32) func(int32) bool {
+	return func(id int32) bool { return tx.next.Brokers[id].CanServe(topic, partition) }
+}
+
 func (tx *txn) initCluster(c InitClusterCmd) error {
 	if c.ClusterID == "" {
 		return fmt.Errorf("%w: cluster_id is empty", ErrInvalidRequest)
@@ -168,7 +178,7 @@ func (tx *txn) registerBroker(c RegisterBrokerCmd, index uint64) error {
 	if err := addrConflict(tx.next, c); err != nil {
 		return err
 	}
-	tx.putBroker(&Broker{
+	nb := &Broker{
 		ID:          c.ID,
 		HTTPAddr:    c.HTTPAddr,
 		RaftAddr:    c.RaftAddr,
@@ -177,7 +187,13 @@ func (tx *txn) registerBroker(c RegisterBrokerCmd, index uint64) error {
 		Epoch:       int64(index),
 		Incarnation: c.Incarnation,
 		Voter:       isVoter(tx.next.Members, c.ID),
-	})
+	}
+	if old != nil && old.Incarnation == c.Incarnation {
+		// The same process (new addresses or rack): its offline logs are
+		// still offline. A new incarnation recovered them on start.
+		nb.OfflineReplicas = old.OfflineReplicas
+	}
+	tx.putBroker(nb)
 	if old != nil {
 		// The previous incarnation is gone: it must not stay leader or in
 		// any ISR.
@@ -249,11 +265,63 @@ func (tx *txn) fenceEffects(id int32) {
 			}
 			leader := p.Leader
 			if leader == id {
-				leader, isr = electLeader(p.Replicas, isr, tx.alive, unclean)
+				leader, isr = electLeader(p.Replicas, isr, tx.canServe(name, p.Partition), unclean)
 			}
 			tx.setPartition(name, i, leader, isr)
 		}
 	}
+}
+
+func (tx *txn) offlineReplicas(c OfflineReplicasCmd) error {
+	if c.Epoch == 0 {
+		return fmt.Errorf("%w: broker %d: an offline report must name the broker epoch", ErrInvalidRequest, c.ID)
+	}
+	b, err := tx.checkBrokerEpoch(c.ID, c.Epoch)
+	if err != nil {
+		return err
+	}
+	offline := slices.Clone(b.OfflineReplicas)
+	var listed []TopicPartition
+	for _, tp := range c.Partitions {
+		if p := tx.next.Partition(tp.Topic, tp.Partition); p == nil || !p.IsReplica(c.ID) || slices.Contains(listed, tp) {
+			continue
+		}
+		listed = append(listed, tp)
+		if !slices.Contains(offline, tp) {
+			offline = append(offline, tp)
+		}
+	}
+	if len(offline) > len(b.OfflineReplicas) {
+		sortTopicPartitions(offline)
+		nb := *b
+		nb.OfflineReplicas = offline
+		tx.putBroker(&nb)
+	}
+	// The effects run for every listed partition, recorded before or not:
+	// they are idempotent and repair a partition that still names the broker.
+	sortTopicPartitions(listed)
+	for _, tp := range listed {
+		p := tx.next.Partition(tp.Topic, tp.Partition)
+		isr := p.ISR
+		if p.InISR(c.ID) && len(isr) > 1 {
+			isr = without(isr, c.ID)
+		}
+		leader := p.Leader
+		if leader == c.ID {
+			leader, isr = electLeader(p.Replicas, isr, tx.canServe(tp.Topic, tp.Partition), uncleanElectionEnabled(tx.next.Topics[tp.Topic]))
+		}
+		tx.setPartition(tp.Topic, int(tp.Partition), leader, isr)
+	}
+	return nil
+}
+
+func sortTopicPartitions(tps []TopicPartition) {
+	slices.SortFunc(tps, func(a, b TopicPartition) int {
+		if c := strings.Compare(a.Topic, b.Topic); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Partition, b.Partition)
+	})
 }
 
 func (tx *txn) unregisterBroker(c UnregisterBrokerCmd) error {
@@ -303,7 +371,7 @@ func (tx *txn) unfenceBroker(c UnfenceBrokerCmd) error {
 			if p.Leader != NoLeader || !p.IsReplica(c.ID) {
 				continue
 			}
-			leader, isr := electLeader(p.Replicas, p.ISR, tx.alive, unclean)
+			leader, isr := electLeader(p.Replicas, p.ISR, tx.canServe(name, p.Partition), unclean)
 			tx.setPartition(name, i, leader, isr)
 		}
 	}
@@ -448,6 +516,20 @@ func (tx *txn) deleteTopic(c DeleteTopicCmd) error {
 		return fmt.Errorf("%w: topic %q is internal and cannot be deleted", ErrInvalidTopic, c.Name)
 	}
 	tx.removeTopic(c.Name)
+	// Offline replicas of the topic went with it (its logs are deleted); a
+	// topic created under the same name later starts with healthy ones.
+	for _, id := range tx.next.SortedBrokerIDs() {
+		b := tx.next.Brokers[id]
+		kept := slices.DeleteFunc(slices.Clone(b.OfflineReplicas), func(tp TopicPartition) bool { return tp.Topic == c.Name })
+		if len(kept) != len(b.OfflineReplicas) {
+			nb := *b
+			nb.OfflineReplicas = kept
+			if len(kept) == 0 {
+				nb.OfflineReplicas = nil
+			}
+			tx.putBroker(&nb)
+		}
+	}
 	return nil
 }
 
@@ -517,17 +599,21 @@ func (tx *txn) alterPartition(c AlterPartitionCmd) error {
 			return fmt.Errorf("%w: %s-%d: isr member %d is not a replica", ErrInvalidRequest, c.Topic, c.Partition, id)
 		}
 		// ISR members must be alive, except a fenced last member, which stays
-		// (the ISR is never emptied).
+		// (the ISR is never emptied); a replica reported offline stays out
+		// (it may only keep a place it still holds).
 		if !tx.alive(id) && !(len(c.ISR) == 1 && p.InISR(id)) {
 			return fmt.Errorf("%w: %s-%d: broker %d cannot join the isr", ErrFencedBroker, c.Topic, c.Partition, id)
+		}
+		if tx.next.Brokers[id].ReplicaOffline(c.Topic, c.Partition) && !p.InISR(id) {
+			return fmt.Errorf("%w: %s-%d: the replica on broker %d is offline until it restarts", ErrInvalidRequest, c.Topic, c.Partition, id)
 		}
 	}
 	if c.Leader != NoLeader {
 		if !slices.Contains(c.ISR, c.Leader) {
 			return fmt.Errorf("%w: %s-%d: leader %d is not in the isr", ErrInvalidRequest, c.Topic, c.Partition, c.Leader)
 		}
-		if !tx.alive(c.Leader) {
-			return fmt.Errorf("%w: %s-%d: broker %d cannot lead", ErrFencedBroker, c.Topic, c.Partition, c.Leader)
+		if !tx.next.Brokers[c.Leader].CanServe(c.Topic, c.Partition) {
+			return fmt.Errorf("%w: %s-%d: broker %d cannot lead (fenced, or its replica is offline)", ErrFencedBroker, c.Topic, c.Partition, c.Leader)
 		}
 	}
 	i := int(c.Partition)

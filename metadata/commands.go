@@ -24,6 +24,7 @@ const (
 	TypeCreatePartitions  = "create_partitions"
 	TypeAlterPartition    = "alter_partition"
 	TypeUnregisterBroker  = "unregister_broker"
+	TypeOfflineReplicas   = "offline_replicas"
 )
 
 // InitClusterCmd sets the cluster id if none is set yet (else it is a no-op).
@@ -61,6 +62,19 @@ type FenceBrokerCmd struct {
 // under-replicated until reassigned), as in Kafka.
 type UnregisterBrokerCmd struct {
 	ID int32 `json:"id"`
+}
+
+// OfflineReplicasCmd reports that broker ID, in its epoch Epoch, lost its
+// replicas of Partitions: their logs went offline (a failed fsync or
+// rename). The broker leaves each of their ISRs it is not the last member
+// of, each of them it led gets a new leader from the remaining ISR (or none),
+// and until it registers a new incarnation (a restart, which recovers the
+// logs) those replicas can neither lead nor rejoin an ISR. Partitions that no
+// longer exist or that the broker holds no replica of are skipped.
+type OfflineReplicasCmd struct {
+	ID         int32            `json:"id"`
+	Epoch      int64            `json:"epoch"`
+	Partitions []TopicPartition `json:"partitions"`
 }
 
 // UnfenceBrokerCmd marks a broker alive again; leaderless partitions whose
@@ -129,6 +143,7 @@ func (DeleteTopicCmd) CommandType() string       { return TypeDeleteTopic }
 func (AlterTopicConfigsCmd) CommandType() string { return TypeAlterTopicConfigs }
 func (CreatePartitionsCmd) CommandType() string  { return TypeCreatePartitions }
 func (AlterPartitionCmd) CommandType() string    { return TypeAlterPartition }
+func (OfflineReplicasCmd) CommandType() string   { return TypeOfflineReplicas }
 
 // EncodeCommand renders cmd as {"type": ..., fields...}.
 func EncodeCommand(cmd Command) ([]byte, error) {
@@ -187,6 +202,8 @@ func DecodeCommand(data []byte) (Command, error) {
 		return decodeAs[AlterPartitionCmd](data)
 	case TypeUnregisterBroker:
 		return decodeAs[UnregisterBrokerCmd](data)
+	case TypeOfflineReplicas:
+		return decodeAs[OfflineReplicasCmd](data)
 	case "":
 		return nil, fmt.Errorf("%w: command has no type", ErrInvalidRequest)
 	default:

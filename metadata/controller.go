@@ -193,6 +193,14 @@ func (s *Store) UnfenceBroker(ctx context.Context, id int32, epoch int64) error 
 	return err
 }
 
+// OfflineReplicas records that broker id, in its epoch, lost its replicas of
+// partitions (their logs went offline), which moves their leadership and ISR
+// membership away until the broker registers anew (see OfflineReplicasCmd).
+func (s *Store) OfflineReplicas(ctx context.Context, id int32, epoch int64, partitions []TopicPartition) error {
+	_, err := s.Propose(ctx, OfflineReplicasCmd{ID: id, Epoch: epoch, Partitions: partitions})
+	return err
+}
+
 // AlterPartition applies a leader/ISR change guarded by the expected epochs
 // and returns the partition as committed.
 func (s *Store) AlterPartition(ctx context.Context, cmd AlterPartitionCmd) (*Partition, error) {

@@ -424,6 +424,7 @@ func TestCommandCodec(t *testing.T) {
 		AlterTopicConfigsCmd{Name: "t", Set: map[string]string{"a": "b"}, Reset: []string{"c"}},
 		CreatePartitionsCmd{Topic: "t", FirstPartition: 1, Assignments: [][]int32{{3}}},
 		AlterPartitionCmd{Topic: "t", Partition: 1, Leader: -1, ISR: []int32{1}, ExpectedLeaderEpoch: 2, ExpectedPartitionEpoch: 3},
+		OfflineReplicasCmd{ID: 2, Epoch: 7, Partitions: []TopicPartition{{"t", 0}, {"u", 3}}},
 	}
 	for _, c := range cmds {
 		data, err := EncodeCommand(c)
@@ -468,7 +469,7 @@ func randomLog(seed uint64, n int) []Command {
 	for range n {
 		name := names[r.IntN(len(names))]
 		broker := int32(1 + r.IntN(6))
-		switch r.IntN(8) {
+		switch r.IntN(9) {
 		case 0:
 			if ids[name] == "" {
 				ids[name] = fmt.Sprintf("00000000-0000-4000-8000-%012d", r.IntN(1e9))
@@ -495,6 +496,9 @@ func randomLog(seed uint64, n int) []Command {
 				ExpectedLeaderEpoch: int32(r.IntN(2)), ExpectedPartitionEpoch: int32(r.IntN(3))})
 		case 7:
 			log = append(log, RegisterBrokerCmd{ID: broker, HTTPAddr: fmt.Sprint("h", broker, "-", r.IntN(2)), RaftAddr: fmt.Sprint("r", broker)})
+		case 8: // the epoch of the first registration: refused once the broker registered again
+			log = append(log, OfflineReplicasCmd{ID: broker, Epoch: int64(2*broker - 1),
+				Partitions: []TopicPartition{{name, int32(r.IntN(3))}, {names[r.IntN(len(names))], int32(r.IntN(3))}}})
 		}
 	}
 	return log
@@ -540,9 +544,14 @@ func checkInvariants(t *testing.T, img *Image) {
 			if len(p.ISR) == 0 {
 				t.Fatalf("%s-%d: empty ISR", name, p.Partition)
 			}
+			for _, id := range p.ISR {
+				if img.Broker(id).ReplicaOffline(name, p.Partition) && (len(p.ISR) > 1 || p.Leader != NoLeader) {
+					t.Fatalf("%s-%d: offline replica %d in ISR %v (leader %d)", name, p.Partition, id, p.ISR, p.Leader)
+				}
+			}
 			if p.Leader != NoLeader {
-				if !p.InISR(p.Leader) || !img.Broker(p.Leader).Alive() {
-					t.Fatalf("%s-%d: leader %d not an alive ISR member: %+v", name, p.Partition, p.Leader, p)
+				if !p.InISR(p.Leader) || !img.Broker(p.Leader).CanServe(name, p.Partition) {
+					t.Fatalf("%s-%d: leader %d not an alive ISR member with a healthy replica: %+v", name, p.Partition, p.Leader, p)
 				}
 				for _, id := range p.ISR {
 					if !img.Broker(id).Alive() {

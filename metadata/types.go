@@ -33,10 +33,31 @@ type Broker struct {
 	// Voter reports whether the node is a Raft voter (from the last applied
 	// Raft configuration).
 	Voter bool `json:"voter"`
+	// OfflineReplicas are the replicas whose logs this incarnation reported
+	// offline (a failed fsync or rename), sorted: they may not lead or join
+	// an ISR until the broker registers anew (a restart recovers them).
+	OfflineReplicas []TopicPartition `json:"offline_replicas,omitempty"`
+}
+
+// TopicPartition names a partition.
+type TopicPartition struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
 }
 
 // Alive reports whether the broker is registered and not fenced.
 func (b *Broker) Alive() bool { return b != nil && b.State == BrokerAlive }
+
+// ReplicaOffline reports whether the broker reported its replica of the partition offline.
+func (b *Broker) ReplicaOffline(topic string, partition int32) bool {
+	return b != nil && slices.Contains(b.OfflineReplicas, TopicPartition{topic, partition})
+}
+
+// CanServe reports whether the broker may lead or be in the ISR of the
+// partition: it is alive and its replica is not offline.
+func (b *Broker) CanServe(topic string, partition int32) bool {
+	return b.Alive() && !b.ReplicaOffline(topic, partition)
+}
 
 // Partition is one partition's replica set and leadership.
 type Partition struct {
