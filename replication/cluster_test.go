@@ -97,6 +97,7 @@ type testCluster struct {
 	mu      sync.Mutex
 	nodes   map[int32]*testNode
 	blocked map[int32]chan struct{} // follower id -> closed when it may fetch again
+	fs      map[int32]logstore.FS   // a node's file operations, when not the real ones
 }
 
 func newCluster(t *testing.T, fsync logstore.FsyncPolicy, ids ...int32) *testCluster {
@@ -132,7 +133,10 @@ func newClusterWith(t *testing.T, fsync logstore.FsyncPolicy, tune func(*Options
 
 func (c *testCluster) start(id int32, dir string) *testNode {
 	c.t.Helper()
-	logs, err := logstore.OpenManager(dir, logstore.ManagerOptions{Config: c.cfg})
+	c.mu.Lock()
+	fs := c.fs[id]
+	c.mu.Unlock()
+	logs, err := logstore.OpenManager(dir, logstore.ManagerOptions{Config: c.cfg, FS: fs})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -143,6 +143,10 @@ func (f *fetcher) nextRequest(ctx context.Context) (FetchRequest, map[key]FetchP
 	now := time.Now()
 	var wait time.Duration
 	for k, fp := range f.parts {
+		if fp.p.Offline() != nil {
+			delete(f.parts, k) // its log refuses appends until a restart: stop fetching it
+			continue
+		}
 		if d := fp.retryAt.Sub(now); d > 0 {
 			if wait == 0 || d < wait {
 				wait = d

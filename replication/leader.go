@@ -106,6 +106,8 @@ func (p *Partition) serveFetch(fp FetchPartition, replica int32, brokerEpoch int
 	switch {
 	case !p.known:
 		res.Error = ErrCodeNotLeaderOrFollower
+	case p.Offline() != nil: // as Kafka's offline partitions: nothing is served from a failed log
+		res.Error = ErrCodeKafkaStorageError
 	case fp.LeaderEpoch < epoch: // as Kafka: the epoch is checked before the role
 		res.Error = ErrCodeFencedLeaderEpoch
 	case fp.LeaderEpoch > epoch:
@@ -249,6 +251,12 @@ func (m *Manager) CheckISR(now time.Time) {
 // onlyExpand is the fetch path's check (a shrink waits for CheckISR).
 func (m *Manager) requestISRChange(p *Partition, now time.Time, onlyExpand bool) {
 	if m.opts.ISRChanger == nil {
+		return
+	}
+	if p.Offline() != nil {
+		// Its followers get errors now and would look lagging: a shrink to
+		// this replica alone would leave the partition to a failed log. The
+		// controller moves the leadership instead (the node reports it).
 		return
 	}
 	p.mu.Lock()

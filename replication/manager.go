@@ -275,7 +275,8 @@ func (m *Manager) applyRoleLocked(k key, p *Partition, a Assignment) {
 		return
 	}
 	target := followTarget{leader: a.Leader, epoch: a.LeaderEpoch}
-	follow := a.Leader >= 0 && a.Leader != m.nodeID && m.opts.Transport != nil
+	// An offline replica fetches nothing: its log refuses appends until a restart.
+	follow := a.Leader >= 0 && a.Leader != m.nodeID && m.opts.Transport != nil && p.Offline() == nil
 	cur, fetching := m.following[k]
 	if fetching && (!follow || cur != target) {
 		m.unfollowLocked(k)

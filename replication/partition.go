@@ -116,6 +116,12 @@ func newPartition(topic string, index int32, log *logstore.Log, self int32, hw i
 // Log is the partition's log.
 func (p *Partition) Log() *logstore.Log { return p.log }
 
+// Offline is nil while the replica's log takes writes, and the log's offline
+// error (wrapping logstore.ErrLogOffline) once a storage failure took it
+// offline: the replica then neither leads (appends and follower fetches are
+// refused), nor fetches, nor asks for ISR changes, until the node restarts.
+func (p *Partition) Offline() error { return p.log.Offline() }
+
 // HighWatermark is the first offset not yet committed.
 func (p *Partition) HighWatermark() int64 { return p.hw.Load() }
 
