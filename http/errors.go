@@ -70,6 +70,10 @@ func asAPIError(err error) *Error {
 		return Errorf(client.CodeInvalidRecord, "%v", err)
 	case errors.Is(err, logstore.ErrClosed):
 		return Errorf(client.CodeLeaderNotAvailable, "the partition is closing; retry")
+	case errors.Is(err, logstore.ErrLogOffline):
+		// A failed fsync or rename: the write is not durable here, and the
+		// partition's leadership moves to another in-sync replica.
+		return Errorf(client.CodeKafkaStorageError, "%v; the partition's leadership moves to another replica, retry", err)
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EIO), errors.Is(err, syscall.EROFS), errors.Is(err, syscall.EDQUOT):
 		// The disk failed the write (full, broken, read-only): nothing was
 		// acknowledged; another replica may take over or space come back.

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"weir/client"
+	"weir/logstore"
 )
 
 // A write the disk refuses is a retriable storage error, not an unknown 500.
@@ -18,6 +20,11 @@ func TestDiskErrorsAreStorageErrors(t *testing.T) {
 		if ae.Code != client.CodeKafkaStorageError || ae.Status != http.StatusInternalServerError || !ae.Retriable {
 			t.Fatalf("%v: %+v, want a retriable KAFKA_STORAGE_ERROR", errno, ae)
 		}
+	}
+	// An offline log (a failed fsync or rename, whatever its cause) too.
+	offline := fmt.Errorf("append to t-0: %w", fmt.Errorf("%w: %w", logstore.ErrLogOffline, errors.New("retire segment 7: rename failed")))
+	if ae := asAPIError(offline); ae.Code != client.CodeKafkaStorageError || ae.Status != http.StatusInternalServerError || !ae.Retriable {
+		t.Fatalf("an offline log: %+v, want a retriable KAFKA_STORAGE_ERROR", ae)
 	}
 	if ae := asAPIError(fmt.Errorf("something else")); ae.Code != client.CodeUnknownServerError {
 		t.Fatalf("an unknown error: %+v", ae)

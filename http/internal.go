@@ -41,6 +41,10 @@ type HeartbeatRequest struct {
 	ReplicasIndex uint64 `json:"replicas_index,omitempty"`
 	// ShuttingDown keeps the controller from unfencing a broker on its way out.
 	ShuttingDown bool `json:"shutting_down,omitempty"`
+	// OfflinePartitions are the broker's replicas whose logs went offline
+	// (a failed fsync or rename): the controller moves their leadership and
+	// ISR membership away until the broker restarts.
+	OfflinePartitions []client.TopicPartition `json:"offline_partitions,omitempty"`
 }
 
 // HeartbeatResponse carries the controller's metadata position: a broker

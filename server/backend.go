@@ -287,6 +287,9 @@ func (n *Node) Partition(topic string, partition int32) (httpapi.Partition, erro
 		return nil, httpapi.Errorf(client.CodeUnknownTopicOrPartition, "topic %q has no partition %d (it has %d)", topic, partition, len(t.Partitions))
 	}
 	mp := t.Partitions[partition]
+	if err := n.offlineError(topic, partition, mp.Leader); err != nil {
+		return nil, err
+	}
 	if mp.Leader == metadata.NoLeader {
 		return nil, httpapi.Errorf(client.CodeLeaderNotAvailable, "partition %s-%d has no leader right now", topic, partition)
 	}

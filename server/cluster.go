@@ -86,6 +86,7 @@ type controllerState struct {
 	applied     map[int32]uint64 // metadata index applied by Raft, per broker
 	replicas    map[int32]uint64 // metadata version applied to the replicas, per broker
 	stopping    map[int32]bool
+	offline     map[int32]offlineReport // what each broker last reported offline
 	lastBalance time.Time
 }
 
@@ -98,6 +99,7 @@ func (cs *controllerState) startLeading(now time.Time) {
 	}
 	cs.leading, cs.since = true, now
 	cs.lastSeen, cs.applied, cs.replicas, cs.stopping = map[int32]time.Time{}, map[int32]uint64{}, map[int32]uint64{}, map[int32]bool{}
+	cs.offline = map[int32]offlineReport{}
 }
 
 // controller returns the controller's id and REST address.
@@ -182,6 +184,7 @@ func (n *Node) Heartbeat(ctx context.Context, req httpapi.HeartbeatRequest) (htt
 	cs.applied[req.ID] = req.AppliedIndex
 	cs.replicas[req.ID] = req.ReplicasIndex
 	cs.stopping[req.ID] = req.ShuttingDown
+	cs.offline[req.ID] = offlineReport{epoch: req.Epoch, parts: req.OfflinePartitions}
 	cs.mu.Unlock()
 	return httpapi.HeartbeatResponse{MetadataIndex: n.meta.Stats().AppliedIndex, State: b.State}, nil
 }
@@ -279,6 +282,10 @@ func (n *Node) controllerTick(ctx context.Context) {
 	cs.lastSeen[n.cfg.NodeID] = now
 	cs.applied[n.cfg.NodeID] = n.meta.Stats().AppliedIndex
 	cs.stopping[n.cfg.NodeID] = n.stopping.Load()
+	if self := n.meta.Image().Broker(n.cfg.NodeID); self != nil {
+		cs.offline[n.cfg.NodeID] = offlineReport{epoch: self.Epoch, parts: n.offlinePartitions()}
+	}
+	offline := maps.Clone(cs.offline)
 	session := time.Duration(n.cfg.BrokerSessionTimeoutMs) * time.Millisecond
 	acts := fencingDecisions(n.meta.Image(), brokerView{since: cs.since, lastSeen: cs.lastSeen, applied: cs.applied, stopping: cs.stopping},
 		now, session)
@@ -290,6 +297,7 @@ func (n *Node) controllerTick(ctx context.Context) {
 
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	n.commitOfflineReplicas(cctx, offline)
 	for _, a := range acts {
 		var err error
 		if a.fence {
@@ -354,7 +362,7 @@ func (n *Node) heartbeatOnce(ctx context.Context) {
 		return
 	}
 	req := httpapi.HeartbeatRequest{ID: n.cfg.NodeID, Epoch: self.Epoch, AppliedIndex: n.meta.Stats().AppliedIndex,
-		ReplicasIndex: n.replicasVersion.Load(), ShuttingDown: n.stopping.Load()}
+		ReplicasIndex: n.replicasVersion.Load(), ShuttingDown: n.stopping.Load(), OfflinePartitions: n.offlinePartitions()}
 	resp, err := toController(cctx, n, "/brokers/heartbeat", n.Heartbeat, req)
 	if err != nil {
 		if ctx.Err() == nil {

@@ -16,6 +16,7 @@ type collector struct {
 	logEnd     *prometheus.Desc
 	hw         *prometheus.Desc
 	segments   *prometheus.Desc
+	offline    *prometheus.Desc
 	raftState  *prometheus.Desc
 	raftTerm   *prometheus.Desc
 	raftCommit *prometheus.Desc
@@ -36,6 +37,7 @@ func newCollector(n *Node) *collector {
 		logEnd:     prometheus.NewDesc("weir_log_end_offset", "Log end offset (LEO).", tp, nil),
 		hw:         prometheus.NewDesc("weir_high_watermark", "High watermark.", tp, nil),
 		segments:   prometheus.NewDesc("weir_log_segments", "Segments in a partition's log.", tp, nil),
+		offline:    prometheus.NewDesc("weir_log_offline", "1 while a partition's log is offline after a failed fsync or rename (until a restart).", tp, nil),
 		raftState:  prometheus.NewDesc("weir_raft_state", "Raft state of this node (1 for the current state).", []string{"state"}, nil),
 		raftTerm:   prometheus.NewDesc("weir_raft_term", "Current Raft term.", nil, nil),
 		raftCommit: prometheus.NewDesc("weir_raft_commit_index", "Raft commit index.", nil, nil),
@@ -51,7 +53,7 @@ func newCollector(n *Node) *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.logSize, c.logStart, c.logEnd, c.hw, c.segments, c.raftState, c.raftTerm, c.raftCommit, c.raftApply, c.raftMember, c.ready, c.members, c.rebalances, c.lag} {
+	for _, d := range []*prometheus.Desc{c.logSize, c.logStart, c.logEnd, c.hw, c.segments, c.offline, c.raftState, c.raftTerm, c.raftCommit, c.raftApply, c.raftMember, c.ready, c.members, c.rebalances, c.lag} {
 		ch <- d
 	}
 }
@@ -65,6 +67,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.logEnd, prometheus.GaugeValue, float64(l.LogEndOffset()), labels...)
 		ch <- prometheus.MustNewConstMetric(c.hw, prometheus.GaugeValue, float64(p.HighWatermark()), labels...)
 		ch <- prometheus.MustNewConstMetric(c.segments, prometheus.GaugeValue, float64(l.SegmentCount()), labels...)
+		offline := 0.0
+		if p.Offline() != nil {
+			offline = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.offline, prometheus.GaugeValue, offline, labels...)
 	}
 	st := c.n.meta.Stats()
 	for _, s := range []string{"Follower", "Candidate", "Leader", "Shutdown"} {

@@ -55,14 +55,14 @@ func fencingDecisions(img *metadata.Image, v brokerView, now time.Time, session 
 
 // preferredLeaderMoves are the leader changes that give each partition back
 // to its preferred (first) replica: only where that replica is alive, in the
-// ISR and not stopping. Each carries the epochs it was decided on, so one
+// ISR, not offline and not stopping. Each carries the epochs it was decided on, so one
 // that lost a race with another change is refused by the state machine.
 func preferredLeaderMoves(img *metadata.Image, stopping map[int32]bool) []metadata.AlterPartitionCmd {
 	var moves []metadata.AlterPartitionCmd
 	for _, name := range img.SortedTopicNames() {
 		for _, p := range img.Topic(name).Partitions {
 			pref := p.Replicas[0]
-			if p.Leader == pref || !p.InISR(pref) || !img.Broker(pref).Alive() || stopping[pref] {
+			if p.Leader == pref || !p.InISR(pref) || !img.Broker(pref).CanServe(name, p.Partition) || stopping[pref] {
 				continue
 			}
 			moves = append(moves, metadata.AlterPartitionCmd{Topic: name, Partition: p.Partition, Leader: pref,

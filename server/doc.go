@@ -12,6 +12,7 @@
 //	config*.go     Config, its validation, and loading from flags, WEIR_* and YAML
 //	cluster.go     node-to-node calls: registration, heartbeats, join, ISR changes, controlled shutdown
 //	controller.go  the controller's decisions (fence, unfence, preferred leaders) as pure functions
+//	offline.go     partitions whose logs went offline: reported by heartbeat, given up via the controller
 //	backend.go     the REST API's view of the node: topics, partitions, offsets, health
 //	groups.go      the group coordinator's environment: the offsets topic, routing to coordinators
 //	replwire.go    follower fetches over HTTP; leader-side ISR checks and HW checkpoints

@@ -57,10 +57,12 @@ type Node struct {
 
 	coord          *groups.Coordinator
 	offsetsTopicMu sync.Mutex // serialises on-demand creation of the offsets topic
+
+	logFS logstore.FS // nil: the real file system (see WithLogFS)
 }
 
 // New prepares a node from a config; Run starts it.
-func New(cfg Config, logger *slog.Logger) (*Node, error) {
+func New(cfg Config, logger *slog.Logger, opts ...Option) (*Node, error) {
 	cfg = cfg.Resolved()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -68,7 +70,11 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Node{cfg: cfg, logger: logger, heartbeatNow: make(chan struct{}, 1), incarnation: uuid.NewString()}, nil
+	n := &Node{cfg: cfg, logger: logger, heartbeatNow: make(chan struct{}, 1), incarnation: uuid.NewString()}
+	for _, o := range opts {
+		o(n)
+	}
+	return n, nil
 }
 
 // logConfig is the storage configuration of a topic from its effective configs.
@@ -121,6 +127,8 @@ func (n *Node) Run(ctx context.Context) error {
 		FlushInterval:          time.Duration(n.cfg.LogFlushIntervalMs) * time.Millisecond,
 		CleanerInterval:        time.Duration(n.cfg.LogCleanerBackoffMs) * time.Millisecond,
 		Logger:                 n.logger.With("component", "logstore"),
+		FS:                     n.logFS,
+		OnLogOffline:           n.onLogOffline,
 	})
 	if err != nil {
 		ln.Close()
