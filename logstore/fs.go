@@ -85,6 +85,12 @@ func fault(err error) error {
 	return &faultError{err}
 }
 
+// isFault reports whether err is (or wraps) a fault.
+func isFault(err error) bool {
+	var f *faultError
+	return errors.As(err, &f)
+}
+
 // unfault strips the fault mark from err (a failure in a file about to be discarded).
 func unfault(err error) error {
 	var f *faultError
@@ -120,7 +126,8 @@ func (o *fileOps) close(f *os.File) {
 	}
 }
 
-// writeFileAtomic is WriteFileAtomic through fs.
+// writeFileAtomic is WriteFileAtomic through fs. A failed fsync or rename is
+// a fault (see faultError); a failure before them left the old file as it was.
 func writeFileAtomic(fs FS, path string, data []byte) (err error) {
 	dir := filepath.Dir(path)
 	tmp, err := fs.CreateTemp(dir, filepath.Base(path)+".tmp-*")
@@ -142,17 +149,17 @@ func writeFileAtomic(fs FS, path string, data []byte) (err error) {
 	}
 	if err := fs.Sync(tmp); err != nil {
 		tmp.Close()
-		return fmt.Errorf("checkpoint %s: fsync: %w", path, err)
+		return fault(fmt.Errorf("checkpoint %s: fsync: %w", path, err))
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("checkpoint %s: close: %w", path, err)
 	}
 	if err := fs.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("checkpoint %s: rename: %w", path, err)
+		return fault(fmt.Errorf("checkpoint %s: rename: %w", path, err))
 	}
 	renamed = true
 	if err := fs.SyncDir(dir); err != nil {
-		return fmt.Errorf("checkpoint %s: %w", path, err)
+		return fault(fmt.Errorf("checkpoint %s: fsync dir: %w", path, err))
 	}
 	return nil
 }

@@ -189,8 +189,7 @@ func (l *Log) goOffline(cause error) error {
 // goOfflineOnFault takes the log offline if err is a fault, and returns the
 // error to answer: the offline error for a fault, err otherwise.
 func (l *Log) goOfflineOnFault(err error) error {
-	var f *faultError
-	if errors.As(err, &f) {
+	if isFault(err) {
 		return l.goOffline(err)
 	}
 	return err
@@ -382,20 +381,35 @@ func (l *Log) assignEpochLocked(epoch int32, offset int64) error {
 	if epoch < 0 {
 		return nil
 	}
+	if last, ok := l.epochs.latest(); ok && last.Epoch == epoch {
+		return nil // the common case, without the copy below
+	}
+	prev := l.epochs.snapshot()
 	changed, err := l.epochs.assign(epoch, offset)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrStaleEpoch, err)
 	}
-	if changed {
-		return l.flushEpochsLocked()
+	if !changed {
+		return nil
+	}
+	if err := l.epochs.flush(); err != nil {
+		if isFault(err) {
+			return l.goOffline(err)
+		}
+		// Nothing was renamed (e.g. the disk is full): the file is as it
+		// was. The cache forgets the epoch too, so no batch of it is written
+		// before the file knows it, and the next append tries again.
+		l.epochs.reset(prev)
+		return err
 	}
 	return nil
 }
 
-// flushEpochsLocked writes the epoch checkpoint. A failure takes the log
-// offline: the cache in memory has moved on, and a batch of an epoch the
-// file may lack must never be written.
-func (l *Log) flushEpochsLocked() error {
+// flushEpochsAfterCutLocked writes the epoch checkpoint after the cache was
+// cut at the end (or reset). Any failure takes the log offline: the file may
+// still name epochs past the cut, and a recovery would take batches written
+// there later for damage.
+func (l *Log) flushEpochsAfterCutLocked() error {
 	if err := l.epochs.flush(); err != nil {
 		return l.goOffline(err)
 	}
@@ -689,7 +703,7 @@ func (l *Log) Truncate(offset int64) (int64, error) {
 		return newEnd, retired
 	}
 	if l.epochs.truncateFromEnd(newEnd) {
-		if err := l.flushEpochsLocked(); err != nil {
+		if err := l.flushEpochsAfterCutLocked(); err != nil {
 			return newEnd, err
 		}
 	}
@@ -857,7 +871,7 @@ func (l *Log) TruncateFullyAndStartAt(offset int64) error {
 	l.logStart.Store(offset)
 	l.durable.Store(offset)
 	l.epochs.reset(nil)
-	return l.flushEpochsLocked()
+	return l.flushEpochsAfterCutLocked()
 }
 
 // DeleteRecordsBefore moves the log start offset up to offset (at most the log
@@ -894,7 +908,16 @@ func (l *Log) advanceStartLocked(offset int64) error {
 		}
 	}
 	if l.epochs.truncateFromStart(offset) {
-		return l.flushEpochsLocked()
+		if err := l.epochs.flush(); err != nil {
+			if isFault(err) {
+				return l.goOffline(err)
+			}
+			// The file keeps entries below the new start: recovery places
+			// every batch at or above it in the same epoch either way, and
+			// the next write of the checkpoint replaces the file.
+			l.logger.Warn("leader epoch checkpoint not rewritten after the log start moved; it keeps older entries until the next write",
+				"dir", l.dir, "log_start_offset", offset, "err", err)
+		}
 	}
 	return nil
 }

@@ -75,6 +75,13 @@ func (f *faultFS) Rename(oldpath, newpath string) error {
 	return f.OSFS.Rename(oldpath, newpath)
 }
 
+func (f *faultFS) CreateTemp(dir, pattern string) (*os.File, error) {
+	if err := f.check("createtemp", filepath.Join(dir, pattern)); err != nil {
+		return nil, err
+	}
+	return f.OSFS.CreateTemp(dir, pattern)
+}
+
 // utOffline checks that err says the log is offline because of an EIO.
 func utOffline(t *testing.T, what string, err error) {
 	t.Helper()
@@ -321,5 +328,47 @@ func TestManagerRecoversOfflineLogOnRestart(t *testing.T) {
 	utAppend(t, l, 2, 0)
 	if err := l.Sync(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A new leader epoch is checkpointed before any batch of it is written. If
+// the checkpoint cannot even be started (a full disk), the append fails and
+// the epoch is forgotten, so the next append tries again; if its rename
+// fails, the file is in doubt and the log goes offline.
+func TestLogEpochCheckpointFailure(t *testing.T) {
+	fs := &faultFS{}
+	l := utOpen(t, t.TempDir(), utCfg(), Options{FS: fs})
+	utAppend(t, l, 2, 1)
+	fs.set(func(op, name string) error {
+		if op == "createtemp" && strings.Contains(name, EpochFileName) {
+			return syscall.ENOSPC
+		}
+		return nil
+	})
+	_, err := l.AppendAsLeader(context.Background(), utLeaderBatch(t, 1, 2, utTS, CompressionNone), 2)
+	if !errors.Is(err, syscall.ENOSPC) || errors.Is(err, ErrLogOffline) || l.Offline() != nil {
+		t.Fatalf("append in a new epoch on a full disk: %v (offline: %v), want ENOSPC and the log still online", err, l.Offline())
+	}
+	if got := l.LatestEpoch(); got != 1 || l.LogEndOffset() != 2 {
+		t.Fatalf("latest epoch %d, log end %d after the failed append, want 1 and 2", got, l.LogEndOffset())
+	}
+	fs.set(nil)
+	utAppend(t, l, 1, 2)
+	if disk, ok := loadEpochCache(l.Dir()); !ok || len(disk.entries) != 2 || disk.entries[1] != (EpochEntry{Epoch: 2, StartOffset: 2}) {
+		t.Fatalf("epoch checkpoint on disk %+v, want epoch 2 from offset 2", disk.entries)
+	}
+
+	fs.set(func(op, name string) error {
+		if op == "rename" && strings.Contains(name, EpochFileName) {
+			return syscall.EIO
+		}
+		return nil
+	})
+	_, err = l.AppendAsLeader(context.Background(), utLeaderBatch(t, 1, 3, utTS, CompressionNone), 3)
+	utOffline(t, "append in a new epoch whose checkpoint rename failed", err)
+	fs.set(nil)
+	utRefusesWrites(t, l)
+	if l.LogEndOffset() != 3 {
+		t.Fatalf("log end %d: no batch of the epoch the file may lack may be written", l.LogEndOffset())
 	}
 }
