@@ -47,6 +47,13 @@
 //     on disk; appends that wait together share one fdatasync (group commit).
 //     "never" leaves it to the OS and to Sync/roll/Close. DurableOffset says
 //     up to where data is on disk either way.
+//   - A failed fsync is never retried into "durable" (the kernel may have
+//     dropped the pages and marked them clean). A failed fsync, rename or
+//     cut-back of the log's files takes the log offline (ErrLogOffline):
+//     writes and flushes are refused, the durable offset stays where the last
+//     good fsync left it, Close reports it (so the Manager writes no clean
+//     shutdown marker) and only a restart's recovery brings the log back.
+//     Every change to the files goes through FS, the seam tests fail.
 //   - A new leader epoch is checkpointed before any batch of it is written, so
 //     the checkpoint knows every epoch in the log; truncation cuts the log
 //     first, then the checkpoint. EndOffsetForEpoch answers a follower's

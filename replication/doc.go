@@ -20,6 +20,11 @@
 // leader's HW and log start, and truncates only where the leader says its
 // history diverges, never to the HW alone.
 //
+// A replica whose log went offline (a failed fsync or rename, see
+// logstore.ErrLogOffline) neither leads (appends and follower fetches are
+// refused with KAFKA_STORAGE_ERROR), nor fetches, nor asks for ISR changes;
+// the server reports it to the controller, which moves the leadership.
+//
 // The metadata is the source of truth: Manager.Apply hands over every
 // assignment (leader, epochs, ISR) and starts or stops fetching; HWs are
 // checkpointed in the data dir and read back on restart.
