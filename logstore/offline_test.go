@@ -207,31 +207,27 @@ func TestLogRetireRenameFailureTakesLogOffline(t *testing.T) {
 			return nil
 		})
 	}
-	t.Run("retention", func(t *testing.T) {
-		cfg := utSmallSegments(t)
-		cfg.RetentionBytes = 1
-		l, fs := build(t, cfg)
-		failRename(fs, logSuffix)
-		_, err := l.ApplyRetention(l.LogEndOffset())
-		utOffline(t, "ApplyRetention", err)
-		fs.set(nil)
-		utRefusesWrites(t, l)
-	})
-	t.Run("truncate", func(t *testing.T) {
-		l, fs := build(t, utSmallSegments(t))
-		failRename(fs, indexSuffix)
-		_, err := l.Truncate(3)
-		utOffline(t, "Truncate", err)
-		fs.set(nil)
-		utRefusesWrites(t, l)
-	})
-	t.Run("restart at an offset", func(t *testing.T) {
-		l, fs := build(t, utSmallSegments(t))
-		failRename(fs, timeIndexSuffix)
-		utOffline(t, "TruncateFullyAndStartAt", l.TruncateFullyAndStartAt(100))
-		fs.set(nil)
-		utRefusesWrites(t, l)
-	})
+	for _, tc := range []struct {
+		name, suffix string
+		retain       bool // retention.bytes=1: everything but the active segment may go
+		op           func(l *Log) error
+	}{
+		{"retention", logSuffix, true, func(l *Log) error { _, err := l.ApplyRetention(l.LogEndOffset()); return err }},
+		{"truncate", indexSuffix, false, func(l *Log) error { _, err := l.Truncate(3); return err }},
+		{"restart at an offset", timeIndexSuffix, false, func(l *Log) error { return l.TruncateFullyAndStartAt(100) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := utSmallSegments(t)
+			if tc.retain {
+				cfg.RetentionBytes = 1
+			}
+			l, fs := build(t, cfg)
+			failRename(fs, tc.suffix)
+			utOffline(t, tc.name, tc.op(l))
+			fs.set(nil)
+			utRefusesWrites(t, l)
+		})
+	}
 	t.Run("compaction swap", func(t *testing.T) {
 		cfg := utSmallSegments(t)
 		cfg.CleanupPolicy = CleanupCompact
