@@ -270,8 +270,8 @@ func (l *Log) cleanSegment(ctx context.Context, s *segment, latest map[keyHash]i
 	}
 	for _, f := range []*os.File{cleaned.log, cleaned.oidx, cleaned.tidx} {
 		if err := cleaned.ops.fs.Sync(f); err != nil {
-			// Only the cleaned copy is lost, but the disk failed an fsync:
-			// nothing it acknowledged since can be trusted (see ErrLogOffline).
+			// Only the cleaned copy is lost, but the log's disk failed an
+			// fsync: it is taken as failing for the log too (see ErrLogOffline).
 			return fail(fault(fmt.Errorf("compaction: fsync %s: %w", f.Name(), err)))
 		}
 	}
