@@ -201,6 +201,21 @@ func partitionState(cl *client.Client, topic string) (client.PartitionInfo, erro
 	return tp.Partitions[0], nil
 }
 
+// waitPartition waits until partition 0 of topic, as cl's node shows it,
+// satisfies ok, and returns it.
+func waitPartition(t *testing.T, cl *client.Client, topic, what string, ok func(client.PartitionInfo) bool) client.PartitionInfo {
+	t.Helper()
+	var p client.PartitionInfo
+	waitFor(t, 60*time.Second, what, func() error {
+		var err error
+		if p, err = partitionState(cl, topic); err == nil && !ok(p) {
+			err = fmt.Errorf("partition %+v", p)
+		}
+		return err
+	})
+	return p
+}
+
 // acked is one acknowledged record.
 type acked struct {
 	offset int64
@@ -336,14 +351,7 @@ func TestFsyncFailureOnLeaderMovesLeadership(t *testing.T) {
 	const topic = "fsyncgate"
 	cl0 := nodes[0].client(t)
 	createTopic(t, cl0, topic, 3, map[string]string{"min.insync.replicas": "2"})
-	var p client.PartitionInfo
-	waitFor(t, 30*time.Second, "a leader and a full ISR", func() error {
-		var err error
-		if p, err = partitionState(cl0, topic); err == nil && (p.Leader < 1 || len(p.ISR) != 3) {
-			err = fmt.Errorf("partition %+v", p)
-		}
-		return err
-	})
+	p := waitPartition(t, cl0, topic, "a leader and a full ISR", func(p client.PartitionInfo) bool { return p.Leader > 0 && len(p.ISR) == 3 })
 	leader := nodes[p.Leader-1]
 	var other *testNode
 	for _, nd := range nodes {
@@ -370,13 +378,8 @@ func TestFsyncFailureOnLeaderMovesLeadership(t *testing.T) {
 
 	leader.disk.fail(logstore.PartitionDir(topic, 0))
 	ocl := other.client(t)
-	var moved client.PartitionInfo
-	waitFor(t, 30*time.Second, "the leadership to move off the failed replica", func() error {
-		var err error
-		if moved, err = partitionState(ocl, topic); err == nil && (moved.Leader < 1 || moved.Leader == p.Leader || slices.Contains(moved.ISR, p.Leader)) {
-			err = fmt.Errorf("partition %+v", moved)
-		}
-		return err
+	moved := waitPartition(t, ocl, topic, "the leadership to move off the failed replica", func(m client.PartitionInfo) bool {
+		return m.Leader > 0 && m.Leader != p.Leader && !slices.Contains(m.ISR, p.Leader)
 	})
 	if moved.LeaderEpoch <= p.LeaderEpoch || len(moved.ISR) != 2 {
 		t.Fatalf("after the move: %+v, want a new leader epoch and the two healthy replicas in the ISR", moved)
@@ -411,13 +414,7 @@ func TestFsyncFailureOnLeaderMovesLeadership(t *testing.T) {
 	leader.disk = &failingDisk{}
 	leader.start()
 	leader.waitReady()
-	waitFor(t, 60*time.Second, "the restarted replica back in the ISR", func() error {
-		st, err := partitionState(ocl, topic)
-		if err == nil && !slices.Contains(st.ISR, p.Leader) {
-			err = fmt.Errorf("partition %+v", st)
-		}
-		return err
-	})
+	waitPartition(t, ocl, topic, "the restarted replica back in the ISR", func(st client.PartitionInfo) bool { return slices.Contains(st.ISR, p.Leader) })
 	checkAcked(t, readAll(t, ocl, topic), recs)
 }
 
@@ -471,12 +468,8 @@ func TestFsyncFailureOnSingleNode(t *testing.T) {
 		t.Fatalf("the write whose fsync failed: %v, want %s naming the offline log", err, client.CodeRequestTimedOut)
 	}
 	// The controller gives the partition up: no replica can take it over.
-	waitFor(t, 30*time.Second, "the partition to lose its leader", func() error {
-		st, err := partitionState(cl, topic)
-		if err == nil && (st.Leader != -1 || !slices.Equal(st.ISR, []int32{1})) {
-			err = fmt.Errorf("partition %+v", st)
-		}
-		return err
+	waitPartition(t, cl, topic, "the partition to lose its leader", func(st client.PartitionInfo) bool {
+		return st.Leader == -1 && slices.Equal(st.ISR, []int32{1})
 	})
 	_, err = produce(topic, "refused")
 	storageError("a write after the failure", err)
@@ -497,13 +490,7 @@ func TestFsyncFailureOnSingleNode(t *testing.T) {
 	nd.disk = &failingDisk{}
 	nd.start()
 	nd.waitReady()
-	waitFor(t, 30*time.Second, "the partition led again after the restart", func() error {
-		st, err := partitionState(cl, topic)
-		if err == nil && st.Leader != 1 {
-			err = fmt.Errorf("partition %+v", st)
-		}
-		return err
-	})
+	waitPartition(t, cl, topic, "the partition led again after the restart", func(st client.PartitionInfo) bool { return st.Leader == 1 })
 	checkAcked(t, readAll(t, cl, topic), recs)
 	if _, err := produce(topic, "after"); err != nil {
 		t.Fatalf("a write after the restart: %v", err)
