@@ -88,8 +88,12 @@ type Log struct {
 	durable  atomic.Int64
 	unsynced []*segment // rolled segments not yet fsynced; under mu
 	dirDirty bool       // a segment file was created since the last dir fsync; under mu
-	truncGen uint64     // bumped by every truncation; under mu
-	closed   bool       // under mu
+	// epochsStale: a cut of the epoch cache could not be written, so the
+	// checkpoint may name epochs past the log end; nothing is appended until
+	// it is rewritten. Under mu.
+	epochsStale bool
+	truncGen    uint64 // bumped by every truncation; under mu
+	closed      bool   // under mu
 
 	syncSem chan struct{} // one flusher at a time; waiters queue here (group commit)
 	flushes atomic.Int64  // successful flush rounds (fsyncs of the active segment); for tests and benchmarks
@@ -378,6 +382,11 @@ func (l *Log) AppendAsFollower(ctx context.Context, batches []byte) (AppendResul
 // assignEpochLocked records a new epoch before any batch of it is written, so
 // the checkpoint always knows every epoch present in the log.
 func (l *Log) assignEpochLocked(epoch int32, offset int64) error {
+	if l.epochsStale {
+		if err := l.flushEpochsAfterCutLocked(); err != nil {
+			return err
+		}
+	}
 	if epoch < 0 {
 		return nil
 	}
@@ -406,13 +415,19 @@ func (l *Log) assignEpochLocked(epoch int32, offset int64) error {
 }
 
 // flushEpochsAfterCutLocked writes the epoch checkpoint after the cache was
-// cut at the end (or reset). Any failure takes the log offline: the file may
-// still name epochs past the cut, and a recovery would take batches written
-// there later for damage.
+// cut at the end (or reset). A fault takes the log offline. Any other failure
+// (nothing was renamed: a full disk) leaves a file that may name epochs past
+// the cut, where a recovery would take batches written later for damage: no
+// batch is appended until a retry (before the next append) succeeds.
 func (l *Log) flushEpochsAfterCutLocked() error {
 	if err := l.epochs.flush(); err != nil {
-		return l.goOffline(err)
+		if isFault(err) {
+			return l.goOffline(err)
+		}
+		l.epochsStale = true
+		return err
 	}
+	l.epochsStale = false
 	return nil
 }
 

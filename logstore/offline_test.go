@@ -368,3 +368,32 @@ func TestLogEpochCheckpointFailure(t *testing.T) {
 		t.Fatalf("log end %d: no batch of the epoch the file may lack may be written", l.LogEndOffset())
 	}
 }
+
+// A truncation whose epoch checkpoint cannot be rewritten (a full disk) is
+// reported, the log stays online, and no batch is appended until the
+// checkpoint no longer names the epochs cut from it.
+func TestLogTruncateWithStaleEpochCheckpoint(t *testing.T) {
+	fs := &faultFS{}
+	l := utOpen(t, t.TempDir(), utCfg(), Options{FS: fs})
+	utAppend(t, l, 2, 1)
+	utAppend(t, l, 2, 2) // epoch 2 starts at 2
+	fs.set(func(op, name string) error {
+		if op == "createtemp" && strings.Contains(name, EpochFileName) {
+			return syscall.ENOSPC
+		}
+		return nil
+	})
+	end, err := l.Truncate(2)
+	if !errors.Is(err, syscall.ENOSPC) || end != 2 || l.Offline() != nil {
+		t.Fatalf("truncate on a full disk: end %d, %v (offline %v); want 2, ENOSPC, online", end, err, l.Offline())
+	}
+	_, err = l.AppendAsLeader(context.Background(), utLeaderBatch(t, 1, 2, utTS, CompressionNone), 1)
+	if !errors.Is(err, syscall.ENOSPC) || l.LogEndOffset() != 2 {
+		t.Fatalf("append while the checkpoint names a cut epoch: %v, log end %d; want ENOSPC and nothing written", err, l.LogEndOffset())
+	}
+	fs.set(nil)
+	utAppend(t, l, 1, 1)
+	if disk, ok := loadEpochCache(l.Dir()); !ok || len(disk.entries) != 1 || disk.entries[0].Epoch != 1 {
+		t.Fatalf("epoch checkpoint on disk %+v, want only epoch 1", disk.entries)
+	}
+}
