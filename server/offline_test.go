@@ -21,6 +21,7 @@ import (
 
 	"weir/client"
 	"weir/logstore"
+	"weir/nodeauth"
 	"weir/server"
 )
 
@@ -101,8 +102,13 @@ func startNodes(t *testing.T, n int) []*testNode {
 	t.Helper()
 	var voters []server.Voter
 	nodes := make([]*testNode, n)
+	secret, err := nodeauth.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range nodes {
 		cfg := server.DefaultConfig()
+		cfg.ClusterSecret = secret
 		cfg.NodeID = int32(i + 1)
 		cfg.DataDir = t.TempDir()
 		cfg.HTTPAddr, cfg.RaftAddr = freeAddr(t), freeAddr(t)
@@ -163,6 +169,12 @@ func (nd *testNode) waitReady() {
 	nd.t.Helper()
 	cl := nd.client(nd.t)
 	waitFor(nd.t, 60*time.Second, fmt.Sprintf("node %d ready", nd.cfg.NodeID), func() error {
+		select {
+		case err := <-nd.done:
+			nd.cancel = nil
+			nd.t.Fatalf("node %d stopped before it was ready: %v", nd.cfg.NodeID, err)
+		default:
+		}
 		ok, err := cl.Readyz(context.Background())
 		if err == nil && !ok {
 			err = errors.New("not ready")
