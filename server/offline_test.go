@@ -1,4 +1,4 @@
-package server_test
+package server
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,7 +21,6 @@ import (
 	"weir/client"
 	"weir/logstore"
 	"weir/nodeauth"
-	"weir/server"
 )
 
 // These tests run real nodes in this process (real Raft, real HTTP on
@@ -79,41 +77,31 @@ func (b *logBuffer) tail(n int) string {
 // testNode is one in-process node; start and stop may be repeated (a restart).
 type testNode struct {
 	t      *testing.T
-	cfg    server.Config
+	cfg    Config
 	disk   *failingDisk
 	logs   *logBuffer
 	cancel context.CancelFunc
 	done   chan error
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // startNodes starts n voters with their own failing disks and waits until
 // every one is ready. Cleanup stops the ones still running.
 func startNodes(t *testing.T, n int) []*testNode {
 	t.Helper()
-	var voters []server.Voter
+	var voters []Voter
 	nodes := make([]*testNode, n)
 	secret, err := nodeauth.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range nodes {
-		cfg := server.DefaultConfig()
+		cfg := DefaultConfig()
 		cfg.ClusterSecret = secret
 		cfg.NodeID = int32(i + 1)
 		cfg.DataDir = t.TempDir()
 		cfg.HTTPAddr, cfg.RaftAddr = freeAddr(t), freeAddr(t)
 		cfg.ShutdownTimeoutMs = 10_000
-		voters = append(voters, server.Voter{ID: cfg.NodeID, RaftAddr: cfg.RaftAddr})
+		voters = append(voters, Voter{ID: cfg.NodeID, RaftAddr: cfg.RaftAddr})
 		nodes[i] = &testNode{t: t, cfg: cfg, disk: &failingDisk{}, logs: &logBuffer{}}
 	}
 	for _, nd := range nodes {
@@ -137,7 +125,7 @@ func startNodes(t *testing.T, n int) []*testNode {
 func (nd *testNode) start() {
 	nd.t.Helper()
 	logger := slog.New(slog.NewTextHandler(nd.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	n, err := server.New(nd.cfg, logger, server.WithLogFS(nd.disk))
+	n, err := New(nd.cfg, logger, WithLogFS(nd.disk))
 	if err != nil {
 		nd.t.Fatal(err)
 	}
