@@ -105,21 +105,61 @@ func (n *Node) topicConfig(t *metadata.Topic) (metadata.TopicConfig, error) {
 }
 
 // Run serves until ctx ends, then shuts down cleanly (clean-shutdown markers
-// written, Raft closed) and returns.
+// written, Raft closed) and returns. It is open, start and stop in a row.
 func (n *Node) Run(ctx context.Context) error {
-	proxies, err := parseTrustedProxies(n.cfg.TrustedProxies)
+	rt, err := n.open(ctx)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
+	n.start(rt)
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-rt.serveErr:
+	}
+	return errors.Join(runErr, n.stop(rt))
+}
+
+// running is what open hands to start and stop: the listener and server,
+// and the contexts and wait group of the node's goroutines.
+type running struct {
+	ln       net.Listener
+	srv      *http.Server
+	serveErr chan error
+	// Requests hang off reqCtx, cancelled at shutdown: long polls, follow
+	// streams and follower fetches end at once instead of holding Shutdown.
+	cancelRequests context.CancelFunc
+	bg             context.Context // the background loops' context
+	stopBG         context.CancelFunc
+	wg             sync.WaitGroup
+}
+
+// open binds the HTTP listener, opens the data dir and the Raft member, and
+// builds the replica manager, the coordinator and the API, without starting
+// any loop. On failure it closes what it opened, in reverse order, so the
+// ports and the data dir's lock are free again.
+func (n *Node) open(ctx context.Context) (_ *running, err error) {
+	var undo []func() error
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				err = errors.Join(err, undo[i]())
+			}
+		}
+	}()
+	proxies, err := parseTrustedProxies(n.cfg.TrustedProxies)
 	if err != nil {
-		return fmt.Errorf("listen on http_addr %s: %w", n.cfg.HTTPAddr, err)
+		return nil, err
 	}
 	defaults, err := metadata.ParseTopicConfig(n.cfg.TopicDefaults())
 	if err != nil {
-		ln.Close()
-		return fmt.Errorf("topic defaults: %w", err)
+		return nil, fmt.Errorf("topic defaults: %w", err)
 	}
+	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on http_addr %s: %w", n.cfg.HTTPAddr, err)
+	}
+	undo = append(undo, func() error { return ignoreClosed(ln.Close()) })
 	n.logs, err = logstore.OpenManager(n.cfg.DataDir, logstore.ManagerOptions{
 		Config:                 n.logConfig(defaults),
 		Committed:              n.committed,
@@ -131,15 +171,13 @@ func (n *Node) Run(ctx context.Context) error {
 		OnLogOffline:           n.onLogOffline,
 	})
 	if err != nil {
-		ln.Close()
-		return fmt.Errorf("open data dir: %w", err)
+		return nil, fmt.Errorf("open data dir: %w", err)
 	}
+	undo = append(undo, n.logs.Close)
 	n.logger.Info("data dir open", "dir", n.cfg.DataDir, "clean_shutdown", n.logs.WasClean(), "logs", len(n.logs.Names()))
 	keys, err := n.clusterKeys()
 	if err != nil {
-		n.logs.Close()
-		ln.Close()
-		return err
+		return nil, err
 	}
 	voters := make([]metadata.Voter, len(n.cfg.Voters))
 	for i, v := range n.cfg.Voters {
@@ -151,8 +189,7 @@ func (n *Node) Run(ctx context.Context) error {
 		Dir: filepath.Join(n.cfg.DataDir, "raft"), Voters: voters, Keys: keys, Logger: n.logger.With("component", "raft"),
 	})
 	if err != nil {
-		ln.Close()
-		return errors.Join(fmt.Errorf("start raft: %w", err), n.logs.Close())
+		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	fetchWait := time.Duration(n.cfg.ReplicaFetchWaitMaxMs) * time.Millisecond
 	n.fetchClient = &http.Client{Transport: keys.Transport(&http.Transport{
@@ -175,67 +212,78 @@ func (n *Node) Run(ctx context.Context) error {
 		MaxRequestBytes: n.cfg.MaxRequestBytes, RequestTimeout: time.Duration(n.cfg.RequestTimeoutMs) * time.Millisecond,
 		Cluster: keys, TrustedProxies: proxies, WriteTimeout: time.Duration(n.cfg.HTTPWriteTimeoutMs) * time.Millisecond,
 	})
-	// Requests hang off reqCtx, cancelled at shutdown: long polls, follow
-	// streams and follower fetches end at once instead of holding Shutdown.
+	rt := &running{ln: ln, serveErr: make(chan error, 1)}
 	reqCtx, cancelRequests := context.WithCancel(context.Background())
-	defer cancelRequests()
-	srv := n.newHTTPServer(n.api.Handler(), reqCtx)
+	rt.cancelRequests = cancelRequests
+	rt.srv = n.newHTTPServer(n.api.Handler(), reqCtx)
+	rt.bg, rt.stopBG = context.WithCancel(context.Background())
+	return rt, nil
+}
 
-	bg, stopBG := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	serveErr := make(chan error, 1)
-	wg.Add(3)
+// ignoreClosed drops the error of closing what is already closed.
+func ignoreClosed(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// start runs the node: the API server and every background loop, each
+// owned by rt.wg and stopped by stop.
+func (n *Node) start(rt *running) {
+	loops := []func(context.Context){n.logs.Run, n.watchMetadata, n.replicaMaintenance, n.heartbeatLoop,
+		n.runController, n.coord.Run}
+	if len(n.cfg.Join) > 0 {
+		loops = append(loops, n.joinLoop)
+	}
+	rt.wg.Add(1 + len(loops))
 	go func() {
-		defer wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			serveErr <- err
+		defer rt.wg.Done()
+		if err := rt.srv.Serve(rt.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			rt.serveErr <- err
 		}
 	}()
-	go func() { defer wg.Done(); n.logs.Run(bg) }()
-	go func() { defer wg.Done(); n.watchMetadata(bg) }()
-	wg.Add(3)
-	go func() { defer wg.Done(); n.replicaMaintenance(bg) }()
-	go func() { defer wg.Done(); n.heartbeatLoop(bg) }()
-	go func() { defer wg.Done(); n.runController(bg) }()
-	wg.Add(1)
-	go func() { defer wg.Done(); n.coord.Run(bg) }()
-	if len(n.cfg.Join) > 0 {
-		wg.Add(1)
-		go func() { defer wg.Done(); n.joinLoop(bg) }()
+	for _, loop := range loops {
+		go func() { defer rt.wg.Done(); loop(rt.bg) }()
 	}
-	n.logger.Info("weir node started", "node_id", n.cfg.NodeID, "http_addr", ln.Addr().String(), "raft_addr", n.cfg.RaftAddr)
+	n.logger.Info("weir node started", "node_id", n.cfg.NodeID, "http_addr", rt.ln.Addr().String(), "raft_addr", n.cfg.RaftAddr)
+}
 
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-serveErr:
-	}
+// stop shuts the node down: leaderships moved away first (while the API can
+// still forward), then the API, the loops, and last the replicas, the logs
+// (clean-shutdown markers) and Raft.
+func (n *Node) stop(rt *running) error {
 	n.logger.Info("shutting down")
-	// Move leaderships away first, while the API can still forward.
 	csCtx, csCancel := context.WithTimeout(context.Background(), time.Duration(n.cfg.ShutdownTimeoutMs)*time.Millisecond/2)
 	n.controlledShutdown(csCtx)
 	csCancel()
 	n.ready.Store(false)
-	cancelRequests()
+	rt.cancelRequests()
 	shCtx, cancel := context.WithTimeout(context.Background(), time.Duration(n.cfg.ShutdownTimeoutMs)*time.Millisecond)
 	defer cancel()
-	if err := srv.Shutdown(shCtx); err != nil {
-		_ = srv.Close()
+	if serr := rt.srv.Shutdown(shCtx); serr != nil {
+		// Requests still running past the timeout: cut them. The node's
+		// state is closed properly below either way.
+		n.logger.Warn("the API did not stop in time; closing its connections", "err", serr)
+		if cerr := ignoreClosed(rt.srv.Close()); cerr != nil {
+			n.logger.Warn("closing the API's connections failed", "err", cerr)
+		}
 	}
-	stopBG()
+	rt.stopBG()
 	n.coord.Close()
-	wg.Wait()
-	if err := n.repl.Close(); err != nil {
-		runErr = errors.Join(runErr, fmt.Errorf("close replicas: %w", err))
+	rt.wg.Wait()
+	var err error
+	if cerr := n.repl.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close replicas: %w", cerr))
 	}
-	if err := n.logs.Close(); err != nil {
-		runErr = errors.Join(runErr, fmt.Errorf("close logs: %w", err))
+	if cerr := n.logs.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close logs: %w", cerr))
 	}
-	if err := n.meta.Close(); err != nil {
-		runErr = errors.Join(runErr, fmt.Errorf("close raft: %w", err))
+	if cerr := n.meta.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close raft: %w", cerr))
 	}
 	n.logger.Info("stopped")
-	return runErr
+	return err
 }
 
 // committed is the offset below which retention and compaction may work: the HW.
