@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"weir/internal/testport"
 	"weir/nodeauth"
 )
 
@@ -58,15 +58,7 @@ func testKeys(t *testing.T) *nodeauth.Keys {
 	return k
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddr(t *testing.T) string { return testport.Addr(t) }
 
 func openStore(t *testing.T, cfg Config) *Store {
 	t.Helper()

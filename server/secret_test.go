@@ -4,26 +4,18 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"weir/internal/testport"
 	"weir/metadata"
 	"weir/nodeauth"
 )
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddr(t *testing.T) string { return testport.Addr(t) }
 
 // TestClusterKeys: where a node's secret comes from, and when it makes one.
 func TestClusterKeys(t *testing.T) {

@@ -1,9 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"weir/internal/testport"
 )
 
 // The binary under test is built once per package run.
@@ -43,15 +45,7 @@ func weirBinary(t testing.TB) string {
 }
 
 // freePort returns a loopback address that was free a moment ago.
-func freePort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freePort(t testing.TB) string { return testport.Addr(t) }
 
 // node is a weir process started by a test.
 type node struct {
@@ -138,6 +132,35 @@ func (n *node) pause() {
 		n.t.Fatalf("SIGSTOP node %d: %v", n.id, err)
 	}
 	n.paused = true
+	// A signal is delivered asynchronously: wait until every thread has
+	// stopped, or a request sent right after may still be answered.
+	deadline := time.Now().Add(10 * time.Second)
+	for !processStopped(n.pid()) {
+		if time.Now().After(deadline) {
+			n.t.Fatalf("node %d did not stop within 10s of SIGSTOP", n.id)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// processStopped reports whether every thread of pid is in the stopped state.
+func processStopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, task := range tasks {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			return false
+		}
+		// pid (comm) state ...: comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 || i+2 >= len(stat) || (stat[i+2] != 'T' && stat[i+2] != 't') {
+			return false
+		}
+	}
+	return true
 }
 
 // resume lets a paused process run again with SIGCONT.
