@@ -244,6 +244,12 @@ func (c *Codecs) EncodeBatch(dst []byte, records []Record, opts BatchOptions) ([
 	if len(b) > 1<<31-1 {
 		return dst[:start], fmt.Errorf("batch of %d bytes exceeds the format's limit", len(b))
 	}
+	writeBatchHeader(b, opts, int32(len(records)), baseTS, maxTS)
+	return dst, nil
+}
+
+// writeBatchHeader fills in the header of b, whose records follow it, and its CRC.
+func writeBatchHeader(b Batch, opts BatchOptions, n int32, baseTS, maxTS int64) {
 	attrs := int16(opts.Compression) & attrCompressionMask
 	if opts.LogAppendTime {
 		attrs |= attrLogAppendTime
@@ -253,15 +259,14 @@ func (c *Codecs) EncodeBatch(dst []byte, records []Record, opts BatchOptions) ([
 	binary.BigEndian.PutUint32(b[posLeaderEpoch:], uint32(opts.LeaderEpoch))
 	b[posMagic] = magicV2
 	binary.BigEndian.PutUint16(b[posAttributes:], uint16(attrs))
-	binary.BigEndian.PutUint32(b[posLastOffsetDelta:], uint32(len(records)-1))
+	binary.BigEndian.PutUint32(b[posLastOffsetDelta:], uint32(n-1))
 	binary.BigEndian.PutUint64(b[posBaseTimestamp:], uint64(baseTS))
 	binary.BigEndian.PutUint64(b[posMaxTimestamp:], uint64(maxTS))
 	binary.BigEndian.PutUint64(b[posProducerID:], ^uint64(0)) // -1: no idempotent producer
 	binary.BigEndian.PutUint16(b[posProducerEpoch:], ^uint16(0))
 	binary.BigEndian.PutUint32(b[posBaseSequence:], ^uint32(0))
-	binary.BigEndian.PutUint32(b[posRecordCount:], uint32(len(records)))
+	binary.BigEndian.PutUint32(b[posRecordCount:], uint32(n))
 	b.setCRC()
-	return dst, nil
 }
 
 // appendRecord encodes one record with the given deltas (kmsg does the layout).
