@@ -1,88 +1,13 @@
 package httpapi
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 
 	"weir/client"
 )
-
-// readBody reads the request body up to the configured limit.
-func (s *Server) readBody(c echo.Context) ([]byte, error) {
-	req := c.Request()
-	if req.ContentLength > s.opts.MaxRequestBytes {
-		return nil, Errorf(client.CodeRecordListTooLarge, "the request body is larger than max_request_bytes (%d)", s.opts.MaxRequestBytes)
-	}
-	var buf bytes.Buffer
-	if req.ContentLength > 0 { // one allocation of the right size, not ReadAll's doubling
-		buf.Grow(int(req.ContentLength) + 1)
-	}
-	if _, err := buf.ReadFrom(io.LimitReader(req.Body, s.opts.MaxRequestBytes+1)); err != nil {
-		return nil, badRequest("reading the request body: %v", err)
-	}
-	body := buf.Bytes()
-	c.Set(bodyKey, body) // kept for forwarding to the owner
-	if int64(len(body)) > s.opts.MaxRequestBytes {
-		return nil, Errorf(client.CodeRecordListTooLarge, "the request body is larger than max_request_bytes (%d)", s.opts.MaxRequestBytes)
-	}
-	return body, nil
-}
-
-// readJSON reads the request body (kept for forwarding) and decodes it
-// strictly into a T.
-func readJSON[T any](s *Server, c echo.Context) (T, error) {
-	var req T
-	body, err := s.readBody(c)
-	if err != nil {
-		return req, err
-	}
-	return req, decodeStrict(body, &req)
-}
-
-// decodeStrict decodes one JSON value into v, refusing unknown fields and
-// trailing data, with messages that name the field.
-func decodeStrict(body []byte, v any) error {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return badRequest("the request body is empty; expected a JSON object")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
-	}
-	if dec.More() {
-		return badRequest("unexpected data after the JSON object")
-	}
-	return nil
-}
-
-// jsonError words a decoding error so that it names the field.
-func jsonError(err error) *Error {
-	var te *json.UnmarshalTypeError
-	var se *json.SyntaxError
-	switch {
-	case errors.As(err, &te):
-		field := te.Field
-		if field == "" {
-			field = "body"
-		}
-		return badRequest("field %q: expected %s, got JSON %s", field, te.Type.String(), te.Value)
-	case errors.As(err, &se):
-		return badRequest("malformed JSON at byte %d: %v", se.Offset, se)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return badRequest("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return badRequest("malformed JSON: the body ends early")
-	}
-	return badRequest("malformed JSON: %v", err)
-}
 
 func (s *Server) getCluster(c echo.Context) error {
 	cl, err := s.b.Cluster(c.Request().Context())
@@ -103,7 +28,7 @@ func (s *Server) getBrokers(c echo.Context) error {
 func brokerID(c echo.Context) (int32, error) {
 	id, err := strconv.ParseInt(c.Param("id"), 10, 32)
 	if err != nil || id < 0 {
-		return 0, badRequest("broker id %q must be a non-negative integer", c.Param("id"))
+		return 0, badRequest("broker id %s must be a non-negative integer", quoteInput(c.Param("id")))
 	}
 	return int32(id), nil
 }
@@ -156,7 +81,7 @@ func boolQuery(c echo.Context, name string) (bool, error) {
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, badRequest("query parameter %s=%q must be true or false", name, v)
+		return false, badRequest("query parameter %s=%s must be true or false", name, quoteInput(v))
 	}
 	return b, nil
 }
@@ -239,7 +164,7 @@ func (s *Server) topicOffsets(c echo.Context) error {
 	if v := c.QueryParam("timestamp"); v != "" {
 		t, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || t < 0 {
-			return badRequest("query parameter timestamp=%q must be milliseconds since the epoch", v)
+			return badRequest("query parameter timestamp=%s must be milliseconds since the epoch", quoteInput(v))
 		}
 		ts = &t
 	}

@@ -45,7 +45,7 @@ func parseEncoding(s string) (encoding, error) {
 	case "base64":
 		return encBase64, nil
 	}
-	return 0, badRequest("query parameter encoding=%q must be auto, text or base64", s)
+	return 0, badRequest("query parameter encoding=%s must be auto, text or base64", quoteInput(s))
 }
 
 // intQuery parses an optional integer query parameter within [lo, hi].
@@ -56,7 +56,7 @@ func intQuery(c echo.Context, name string, def, lo, hi int64) (int64, error) {
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < lo || n > hi {
-		return 0, badRequest("query parameter %s=%q must be an integer between %d and %d", name, v, lo, hi)
+		return 0, badRequest("query parameter %s=%s must be an integer between %d and %d", name, quoteInput(v), lo, hi)
 	}
 	return n, nil
 }
@@ -81,7 +81,7 @@ func (s *Server) consume(c echo.Context) error {
 	topic := c.Param("topic")
 	pn, err := strconv.ParseInt(c.Param("partition"), 10, 32)
 	if err != nil || pn < 0 {
-		return badRequest("partition %q must be a non-negative integer", c.Param("partition"))
+		return badRequest("partition %s must be a non-negative integer", quoteInput(c.Param("partition")))
 	}
 	if _, err := s.b.TopicInfo(topic); err != nil {
 		return err
@@ -209,7 +209,7 @@ func resolveOffset(v string, p Partition) (int64, error) {
 	default:
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return 0, badRequest("query parameter offset=%q must be an offset, earliest or latest", v)
+			return 0, badRequest("query parameter offset=%s must be an offset, earliest or latest", quoteInput(v))
 		}
 		if n < 0 {
 			return 0, badRequest("query parameter offset=%d must not be negative", n)
@@ -246,7 +246,7 @@ func (s *Server) stream(c echo.Context) error {
 	var fromTS int64 = -1
 	if from != "earliest" && from != "latest" {
 		if fromTS, err = strconv.ParseInt(from, 10, 64); err != nil || fromTS < 0 {
-			return badRequest("query parameter from=%q must be earliest, latest or a timestamp in ms", from)
+			return badRequest("query parameter from=%s must be earliest, latest or a timestamp in ms", quoteInput(from))
 		}
 	}
 	// Start positions come from each partition's leader, wherever it is.

@@ -55,7 +55,11 @@ func clientAddr(c echo.Context) string {
 	return c.RealIP()
 }
 
-const bodyKey = "weir.body"
+// Context keys: the request body as read (kept for forwarding) and its pooled buffer.
+const (
+	bodyKey    = "weir.body"
+	bodyBufKey = "weir.bodybuf"
+)
 
 // forwarder passes requests to their owner over pooled keep-alive connections.
 type forwarder struct {
@@ -94,6 +98,9 @@ func (s *Server) forward(c echo.Context, ne *NotHereError) error {
 			return err
 		}
 	}
+	// The transport may still read a request body after Do returned: this
+	// body's buffer goes to the GC, not back to the pool.
+	c.Set(bodyBufKey, nil)
 	url := "http://" + ne.Addr + req.URL.RequestURI()
 	if ne.Path != "" {
 		url = "http://" + ne.Addr + ne.Path

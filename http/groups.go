@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -47,8 +46,9 @@ const (
 )
 
 func (s *Server) groupRoutes(v1 *echo.Group) {
-	v1.GET("/groups", s.listGroups)
-	v1.GET("/groups/:group", s.describeGroup)
+	getHead := []string{http.MethodGet, http.MethodHead} // the poll stays GET only: it moves positions
+	v1.Match(getHead, "/groups", s.listGroups)
+	v1.Match(getHead, "/groups/:group", s.describeGroup)
 	v1.DELETE("/groups/:group", s.deleteGroup)
 	v1.POST("/groups/:group/members", s.joinGroup)
 	v1.POST("/groups/:group/members/:member/heartbeat", s.heartbeat)
@@ -56,22 +56,8 @@ func (s *Server) groupRoutes(v1 *echo.Group) {
 	v1.POST("/groups/:group/members/:member/seek", s.seek)
 	v1.DELETE("/groups/:group/members/:member", s.leaveGroup)
 	v1.POST("/groups/:group/offsets", s.commitOffsets)
-	v1.GET("/groups/:group/offsets", s.groupOffsets)
+	v1.Match(getHead, "/groups/:group/offsets", s.groupOffsets)
 	v1.POST("/groups/:group/offsets/reset", s.resetOffsets)
-}
-
-// pathParam is a path parameter, unescaped (echo leaves it escaped when the
-// path had to be sent escaped, e.g. a group name holding a '/').
-func pathParam(c echo.Context, name string) (string, error) {
-	v := c.Param(name)
-	if c.Request().URL.RawPath == "" {
-		return v, nil
-	}
-	u, err := url.PathUnescape(v)
-	if err != nil {
-		return "", badRequest("%s %q is not a valid path segment: %v", name, v, err)
-	}
-	return u, nil
 }
 
 // checkName refuses an empty, overlong, non-UTF-8 or control-character id.
@@ -86,7 +72,7 @@ func checkName(field, v string, maxBytes int) error {
 	}
 	for _, r := range v {
 		if unicode.IsControl(r) {
-			return badRequest("%s %q: must not contain control characters", field, v)
+			return badRequest("%s %s: must not contain control characters", field, quoteInput(v))
 		}
 	}
 	return nil
@@ -104,17 +90,14 @@ func checkTopicName(field, name string) error {
 	}
 	for _, c := range name {
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return badRequest("%s: topic name %q contains %q; allowed are ASCII letters, digits, '.', '_' and '-'", field, name, c)
+			return badRequest("%s: topic name %s contains %q; allowed are ASCII letters, digits, '.', '_' and '-'", field, quoteInput(name), c)
 		}
 	}
 	return nil
 }
 
 func groupParam(c echo.Context) (string, error) {
-	g, err := pathParam(c, "group")
-	if err != nil {
-		return "", err
-	}
+	g := c.Param("group")
 	return g, checkName("group", g, maxGroupIDBytes)
 }
 
@@ -122,9 +105,7 @@ func memberParams(c echo.Context) (group, member string, err error) {
 	if group, err = groupParam(c); err != nil {
 		return "", "", err
 	}
-	if member, err = pathParam(c, "member"); err != nil {
-		return "", "", err
-	}
+	member = c.Param("member")
 	return group, member, checkName("member", member, maxMemberIDBytes)
 }
 
@@ -133,6 +114,9 @@ func memberParams(c echo.Context) (group, member string, err error) {
 func (s *Server) readEmptyBody(c echo.Context) error {
 	body, err := s.readBody(c)
 	if err != nil || len(bytes.TrimSpace(body)) == 0 {
+		return err
+	}
+	if err := requireJSON(c); err != nil {
 		return err
 	}
 	var none struct{}
@@ -213,12 +197,12 @@ func validateJoin(req *client.JoinGroupRequest) error {
 	switch req.AutoOffsetReset {
 	case "", client.ResetToEarliest, client.ResetToLatest:
 	default:
-		return badRequest("auto_offset_reset: must be earliest or latest, got %q", req.AutoOffsetReset)
+		return badRequest("auto_offset_reset: must be earliest or latest, got %s", quoteInput(req.AutoOffsetReset))
 	}
 	switch req.Assignor {
 	case "", "range", "roundrobin", "sticky":
 	default:
-		return badRequest("assignor: must be range, roundrobin or sticky, got %q", req.Assignor)
+		return badRequest("assignor: must be range, roundrobin or sticky, got %s", quoteInput(req.Assignor))
 	}
 	return nil
 }
@@ -304,7 +288,7 @@ func validateSeek(req *client.SeekRequest) error {
 	case req.Timestamp != nil && *req.Timestamp < 0:
 		return badRequest("timestamp: must be milliseconds since the epoch, got %d", *req.Timestamp)
 	case req.To != "" && req.To != client.ResetToEarliest && req.To != client.ResetToLatest:
-		return badRequest("to: must be earliest or latest, got %q", req.To)
+		return badRequest("to: must be earliest or latest, got %s", quoteInput(req.To))
 	}
 	return nil
 }
@@ -380,6 +364,9 @@ func (s *Server) commitOffsets(c echo.Context) error {
 	if err := validateCommit(&req); err != nil {
 		return err
 	}
+	if err := s.checkPartitionsExist(req.Offsets); err != nil {
+		return err
+	}
 	out, err := s.opts.Groups.CommitOffsets(c.Request().Context(), g, req)
 	if err != nil {
 		return err
@@ -388,6 +375,23 @@ func (s *Server) commitOffsets(c echo.Context) error {
 		out.Offsets = []client.CommitOffset{}
 	}
 	return writeJSON(c, http.StatusOK, out)
+}
+
+// checkPartitionsExist refuses a commit for a topic or partition this node
+// does not know: an offset stored for it would be reported, and lag
+// computed, for something that does not exist.
+func (s *Server) checkPartitionsExist(offsets []client.CommitOffset) error {
+	for i, o := range offsets {
+		info, err := s.b.TopicInfo(o.Topic)
+		if err != nil {
+			return err
+		}
+		if int(o.Partition) >= info.Partitions {
+			return Errorf(client.CodeUnknownTopicOrPartition, "offsets[%d].partition: topic %q has no partition %d (it has %d)",
+				i, o.Topic, o.Partition, info.Partitions)
+		}
+	}
+	return nil
 }
 
 func (s *Server) groupOffsets(c echo.Context) error {
@@ -434,7 +438,7 @@ func validateReset(req *client.ResetOffsetsRequest) error {
 	case "":
 		return badRequest("to: required, one of earliest, latest, offset, timestamp and shift")
 	default:
-		return badRequest("to: must be earliest, latest, offset, timestamp or shift, got %q", req.To)
+		return badRequest("to: must be earliest, latest, offset, timestamp or shift, got %s", quoteInput(req.To))
 	}
 	return nil
 }

@@ -408,6 +408,8 @@ func decodeReply[T any](t *testing.T, r reply) T {
 func TestGroupRoutes(t *testing.T) {
 	n := newGroupTestNode(t)
 	n.g.positions = []client.GroupPosition{{Topic: "orders", Partition: 0}}
+	n.addLocal(t, "orders", 0) // commits are for partitions that exist
+	n.addLocal(t, "orders", 1)
 	u := n.url + "/v1/groups"
 
 	r := do(t, "GET", u, "")

@@ -132,7 +132,7 @@ func (s *Server) internalRoutes() {
 		if v := c.QueryParam("timestamp"); v != "" {
 			t, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
-				return badRequest("timestamp=%q is not a number", v)
+				return badRequest("timestamp=%s is not a number", quoteInput(v))
 			}
 			ts = &t
 		}

@@ -8,11 +8,11 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/valyala/fastjson"
 
 	"weir/client"
 	"weir/logstore"
@@ -40,6 +40,8 @@ type TopicInfo struct {
 	Name            string
 	Partitions      int
 	MaxMessageBytes int
+	// Internal topics (__consumer_offsets) are written by the cluster only.
+	Internal bool
 }
 
 // Backend is the node's services as the API sees them.
@@ -79,6 +81,8 @@ type Options struct {
 	Backend         Backend
 	Logger          *slog.Logger
 	MaxRequestBytes int64
+	// MaxRequestRecords bounds the records of one produce request.
+	MaxRequestRecords int
 	// RequestTimeout bounds a produce's wait when the request gives no timeout_ms.
 	RequestTimeout time.Duration
 	Metrics        *Metrics
@@ -109,7 +113,8 @@ type Server struct {
 	sticky   stickyCounter
 	fwd      *forwarder
 	refusals *nodeauth.RefusalLog // requests refused for their credential
-	parsers  fastjson.ParserPool  // produce bodies
+	bodies   sync.Pool            // *bytes.Buffer: request bodies
+	produces sync.Pool            // *produceState: a produce's batches and bookkeeping
 	// pollTurn rotates the partition a group poll serves first.
 	pollTurn atomic.Uint64
 }
@@ -121,6 +126,9 @@ func New(opts Options) *Server {
 	}
 	if opts.MaxRequestBytes <= 0 {
 		opts.MaxRequestBytes = 16 << 20
+	}
+	if opts.MaxRequestRecords <= 0 {
+		opts.MaxRequestRecords = DefaultMaxRequestRecords
 	}
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = 30 * time.Second
@@ -141,29 +149,33 @@ func New(opts Options) *Server {
 func (s *Server) Handler() http.Handler { return s.e }
 
 func (s *Server) routes() {
+	// GET routes answer HEAD too, as net/http servers do (net/http drops a
+	// HEAD reply's body). Routes whose GET has side effects or never ends
+	// (group polls, follow streams) stay GET only: HEAD there is 405 with Allow.
+	getHead := []string{http.MethodGet, http.MethodHead}
 	e := s.e
-	e.GET("/livez", s.livez)
-	e.GET("/readyz", s.readyz)
+	e.Match(getHead, "/livez", s.livez)
+	e.Match(getHead, "/readyz", s.readyz)
 	if s.metrics != nil {
-		e.GET("/metrics", echo.WrapHandler(s.metrics.Handler()))
+		e.Match(getHead, "/metrics", echo.WrapHandler(s.metrics.Handler()))
 	}
 	v1 := e.Group("/v1")
-	v1.GET("/cluster", s.getCluster)
-	v1.GET("/brokers", s.getBrokers)
-	v1.GET("/brokers/:id", s.getBroker)
+	v1.Match(getHead, "/cluster", s.getCluster)
+	v1.Match(getHead, "/brokers", s.getBrokers)
+	v1.Match(getHead, "/brokers/:id", s.getBroker)
 	v1.DELETE("/brokers/:id", s.deleteBroker)
-	v1.GET("/health", s.getHealth)
+	v1.Match(getHead, "/health", s.getHealth)
 
-	v1.GET("/topics", s.listTopics)
+	v1.Match(getHead, "/topics", s.listTopics)
 	v1.POST("/topics", s.createTopic)
-	v1.GET("/topics/:topic", s.getTopic)
+	v1.Match(getHead, "/topics/:topic", s.getTopic)
 	v1.PATCH("/topics/:topic", s.alterTopic)
 	v1.DELETE("/topics/:topic", s.deleteTopic)
-	v1.GET("/topics/:topic/offsets", s.topicOffsets)
+	v1.Match(getHead, "/topics/:topic/offsets", s.topicOffsets)
 
 	v1.POST("/topics/:topic/records", s.produce)
 	v1.POST("/topics/:topic/partitions/:partition/records", s.produce)
-	v1.GET("/topics/:topic/partitions/:partition/records", s.consume)
+	v1.Match(getHead, "/topics/:topic/partitions/:partition/records", s.consume)
 	v1.GET("/topics/:topic/records", s.stream)
 	if s.opts.Groups != nil {
 		s.groupRoutes(v1)
@@ -171,7 +183,8 @@ func (s *Server) routes() {
 	s.internalRoutes()
 }
 
-// middleware stamps Weir-Served-By, recovers panics into 500s and records metrics.
+// middleware stamps Weir-Served-By, unescapes the path parameters, recovers
+// panics into 500s, records metrics and takes the body buffer back.
 func (s *Server) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) (err error) {
 		start := time.Now()
@@ -182,8 +195,9 @@ func (s *Server) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 				err = Errorf(client.CodeUnknownServerError, "internal error")
 			}
 			if err != nil {
-				c.Error(err)
+				c.Error(err) // forwards a request another node owns, with its body
 			}
+			s.releaseBody(c)
 			if s.metrics != nil {
 				route := c.Path()
 				if route == "" {
@@ -192,6 +206,12 @@ func (s *Server) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 				s.metrics.observeRequest(c.Request().Method, route, c.Response().Status, time.Since(start))
 			}
 		}()
+		if err := decodeParams(c); err != nil {
+			return err
+		}
+		if err := checkTopicParam(c); err != nil {
+			return err
+		}
 		return next(c)
 	}
 }
@@ -234,7 +254,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 }
 
 func writeError(c echo.Context, ae *Error) {
-	_ = writeJSON(c, ae.Status, client.ErrorBody{ErrorCode: ae.Code, Message: ae.Message, Retriable: ae.Retriable,
+	_ = writeJSON(c, ae.Status, client.ErrorBody{ErrorCode: ae.Code, Message: clipInput(ae.Message, maxMessageBytes), Retriable: ae.Retriable,
 		LogStartOffset: ae.LogStartOffset, HighWatermark: ae.HighWatermark})
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"weir/client"
+	"weir/groups"
 	httpapi "weir/http"
 	"weir/metadata"
 )
@@ -126,6 +127,11 @@ func (n *Node) CreateTopic(ctx context.Context, req client.CreateTopicRequest) (
 	if err := metadata.ValidateTopicName(req.Name); err != nil {
 		return client.Topic{}, err
 	}
+	if req.Name == groups.OffsetsTopic {
+		// Created by the cluster itself, compacted and internal: a client's
+		// plain topic of that name would hold the groups' offsets.
+		return client.Topic{}, httpapi.Errorf(client.CodeInvalidTopic, "topic name %q is reserved for the cluster's internal topic", req.Name)
+	}
 	for k, v := range req.Configs {
 		if err := metadata.ValidateTopicConfig(k, v); err != nil {
 			return client.Topic{}, err
@@ -184,6 +190,11 @@ func (n *Node) AlterTopic(ctx context.Context, name string, req client.AlterTopi
 	t := n.meta.Image().Topic(name)
 	if t == nil {
 		return client.Topic{}, httpapi.Errorf(client.CodeUnknownTopicOrPartition, "topic %q does not exist", name)
+	}
+	if t.Internal {
+		// More offsets partitions would move groups to other partitions, away
+		// from their committed offsets; its configs are the cluster's.
+		return client.Topic{}, httpapi.Errorf(client.CodeInvalidTopic, "topic %q is internal: its partitions and configs cannot be altered", name)
 	}
 	if req.Partitions != nil && *req.Partitions < len(t.Partitions) {
 		return client.Topic{}, httpapi.Errorf(client.CodeInvalidPartitions,
@@ -263,7 +274,7 @@ func (n *Node) TopicInfo(name string) (httpapi.TopicInfo, error) {
 			if err != nil {
 				return httpapi.TopicInfo{}, err
 			}
-			cache.infos[tn] = httpapi.TopicInfo{Name: tn, Partitions: len(t.Partitions), MaxMessageBytes: int(tc.MaxMessageBytes)}
+			cache.infos[tn] = httpapi.TopicInfo{Name: tn, Partitions: len(t.Partitions), MaxMessageBytes: int(tc.MaxMessageBytes), Internal: t.Internal}
 		}
 		n.infoCache.Store(cache)
 	}

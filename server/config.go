@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	httpapi "weir/http"
 	"weir/metadata"
 	"weir/nodeauth"
 )
@@ -55,6 +56,7 @@ type Config struct {
 	MessageTimestampType        string `yaml:"message_timestamp_type"`
 	UncleanLeaderElectionEnable bool   `yaml:"unclean_leader_election_enable"`
 	MaxRequestBytes             int64  `yaml:"max_request_bytes"`
+	MaxRequestRecords           int32  `yaml:"max_request_records"`
 	LogRetentionCheckIntervalMs int64  `yaml:"log_retention_check_interval_ms"`
 	LogFlushIntervalMs          int64  `yaml:"log_flush_interval_ms"`
 	LogCleanerBackoffMs         int64  `yaml:"log_cleaner_backoff_ms"`
@@ -130,6 +132,7 @@ func DefaultConfig() Config {
 		MessageTimestampType:        "CreateTime",
 		UncleanLeaderElectionEnable: false,
 		MaxRequestBytes:             16 << 20,
+		MaxRequestRecords:           httpapi.DefaultMaxRequestRecords,
 		LogRetentionCheckIntervalMs: 300000,
 		LogFlushIntervalMs:          60000,
 		LogCleanerBackoffMs:         15000,
@@ -288,6 +291,7 @@ func (c Config) Validate() error {
 			return oneOf("message_timestamp_type", c.MessageTimestampType, "CreateTime", "LogAppendTime")
 		},
 		func() error { return atLeast("max_request_bytes", c.MaxRequestBytes, 1) },
+		func() error { return atLeast("max_request_records", int64(c.MaxRequestRecords), 1) },
 		func() error {
 			if c.MessageMaxBytes > c.MaxRequestBytes {
 				return keyErr("message_max_bytes", "%d is more than max_request_bytes (%d), so no request could carry such a record", c.MessageMaxBytes, c.MaxRequestBytes)

@@ -73,6 +73,7 @@ func options() []option {
 		strOpt("message_timestamp_type", "type", "CreateTime (the producer's) or LogAppendTime (the broker's) (message.timestamp.type)", func(c *Config) *string { return &c.MessageTimestampType }),
 		boolOpt("unclean_leader_election_enable", "allow a leader from outside the ISR, trading lost writes for availability (unclean.leader.election.enable)", func(c *Config) *bool { return &c.UncleanLeaderElectionEnable }),
 		intOpt("max_request_bytes", "largest HTTP request body the API accepts", func(c *Config) *int64 { return &c.MaxRequestBytes }),
+		intOpt("max_request_records", "most records one produce request may hold", func(c *Config) *int32 { return &c.MaxRequestRecords }),
 		intOpt("log_retention_check_interval_ms", "how often retention looks for segments to delete", func(c *Config) *int64 { return &c.LogRetentionCheckIntervalMs }),
 		intOpt("log_flush_interval_ms", "how often logs are flushed to disk in the background (what fsync: never relies on)", func(c *Config) *int64 { return &c.LogFlushIntervalMs }),
 		intOpt("log_cleaner_backoff_ms", "how often compacted topics are checked for work", func(c *Config) *int64 { return &c.LogCleanerBackoffMs }),

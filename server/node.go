@@ -209,8 +209,9 @@ func (n *Node) open(ctx context.Context) (_ *running, err error) {
 		MetadataCurrent: n.MetadataCurrent})
 	n.api = httpapi.New(httpapi.Options{
 		Backend: n, Internal: n, Groups: groupsAPI{n}, Logger: n.logger.With("component", "http"), Metrics: n.metrics,
-		MaxRequestBytes: n.cfg.MaxRequestBytes, RequestTimeout: time.Duration(n.cfg.RequestTimeoutMs) * time.Millisecond,
-		Cluster: keys, TrustedProxies: proxies, WriteTimeout: time.Duration(n.cfg.HTTPWriteTimeoutMs) * time.Millisecond,
+		MaxRequestBytes: n.cfg.MaxRequestBytes, MaxRequestRecords: int(n.cfg.MaxRequestRecords),
+		RequestTimeout: time.Duration(n.cfg.RequestTimeoutMs) * time.Millisecond, Cluster: keys, TrustedProxies: proxies,
+		WriteTimeout: time.Duration(n.cfg.HTTPWriteTimeoutMs) * time.Millisecond,
 	})
 	rt := &running{ln: ln, serveErr: make(chan error, 1)}
 	reqCtx, cancelRequests := context.WithCancel(context.Background())
