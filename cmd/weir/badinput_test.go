@@ -11,12 +11,20 @@ import (
 // TestBadInputs sends malformed and refused requests: each gets its documented
 // status and error code, the message names the problem, and nothing is written.
 func TestBadInputs(t *testing.T) {
-	n := startNode(t, "--max-request-bytes", "65536", "--message-max-bytes", "1024")
+	n := startNode(t, "--max-request-bytes", "65536", "--message-max-bytes", "1024", "--max-request-records", "10")
 	u := n.url()
 	st, body := call(t, "POST", u+"/v1/topics", "application/json", []byte(`{"name":"good","partitions":2}`))
 	mustJSON(t, st, body, 201, nil)
 	st, body = call(t, "POST", u+"/v1/topics/good/records", "application/json", []byte(`{"records":[{"value":"seed","partition":0},{"value":"seed","partition":1}]}`))
 	mustJSON(t, st, body, 200, nil)
+	st, body = call(t, "POST", u+"/v1/groups/g/offsets", "application/json", []byte(`{"offsets":[{"topic":"good","partition":0,"offset":1}]}`))
+	mustJSON(t, st, body, 200, nil) // and the offsets topic exists
+	groupOffsets := func() string {
+		st, body := call(t, "GET", u+"/v1/groups/g/offsets", "", nil)
+		mustJSON(t, st, body, 200, nil)
+		return string(body)
+	}
+	offsetsBefore := groupOffsets()
 
 	leos := func() []int64 {
 		st, body := call(t, "GET", u+"/v1/topics/good/offsets", "", nil)
@@ -57,6 +65,14 @@ func TestBadInputs(t *testing.T) {
 		{"unsupported content type", "POST", "/v1/topics/good/records", "application/xml", `<r/>`, 415, client.CodeUnsupportedMediaType, "application/xml"},
 		{"form content type", "POST", "/v1/topics/good/records", "application/x-www-form-urlencoded", `a=b`, 415, client.CodeUnsupportedMediaType, "Content-Type"},
 		{"bad ndjson line", "POST", "/v1/topics/good/records", "application/x-ndjson", "{\"value\":\"a\"}\n{oops\n", 400, client.CodeInvalidRequest, "line 2"},
+		{"too many records", "POST", "/v1/topics/good/records", "text/plain", strings.Repeat("r\n", 11), 413, client.CodeRecordListTooLarge, "max_request_records (10)"},
+		{"not JSON: NaN", "POST", "/v1/topics/good/records", "application/json", `{"records":[{"value":NaN}]}`, 400, client.CodeInvalidRequest, "byte 21"},
+		{"produce to the internal topic", "POST", "/v1/topics/__consumer_offsets/records", "application/json", `{"records":[{"value":"x"}]}`, 400, client.CodeInvalidTopic, "internal"},
+		{"alter the internal topic", "PATCH", "/v1/topics/__consumer_offsets", "application/json", `{"partitions":17}`, 400, client.CodeInvalidTopic, "internal"},
+		{"create as text", "POST", "/v1/topics", "text/plain", `{"name":"z"}`, 415, client.CodeUnsupportedMediaType, "application/json"},
+		{"commit as a form", "POST", "/v1/groups/g/offsets", "application/x-www-form-urlencoded", `{"offsets":[{"topic":"good","partition":0,"offset":0}]}`, 415, client.CodeUnsupportedMediaType, "application/json"},
+		{"commit null offset", "POST", "/v1/groups/g/offsets", "application/json", `{"offsets":[{"topic":"good","partition":0,"offset":null}]}`, 400, client.CodeInvalidRequest, "offsets[0].offset"},
+		{"commit unknown partition", "POST", "/v1/groups/g/offsets", "application/json", `{"offsets":[{"topic":"good","partition":5,"offset":0}]}`, 404, client.CodeUnknownTopicOrPartition, "partition 5"},
 		{"unknown topic produce", "POST", "/v1/topics/nope/records", "application/json", `{"records":[{"value":"a"}]}`, 404, client.CodeUnknownTopicOrPartition, `"nope"`},
 		{"bad acks", "POST", "/v1/topics/good/records?acks=2", "application/json", `{"records":[{"value":"a"}]}`, 400, client.CodeInvalidRequest, "acks"},
 		{"bad timeout", "POST", "/v1/topics/good/records?timeout_ms=-1", "application/json", `{"records":[{"value":"a"}]}`, 400, client.CodeInvalidRequest, "timeout_ms"},
@@ -118,6 +134,9 @@ func TestBadInputs(t *testing.T) {
 		if before[i] != after[i] {
 			t.Fatalf("refused requests wrote to partition %d: LEO %d -> %d", i, before[i], after[i])
 		}
+	}
+	if after := groupOffsets(); after != offsetsBefore {
+		t.Fatalf("refused requests changed the group's offsets: %s -> %s", offsetsBefore, after)
 	}
 	st, body = call(t, "GET", u+"/v1/topics/z", "", nil)
 	if st != 404 {
