@@ -250,7 +250,7 @@ func writeProduceReply(c echo.Context, st *produceState, acks replication.Acks) 
 			ErrorCode: first.Code, Message: clipInput(first.Message, maxMessageBytes), Retriable: first.Retriable}})
 	}
 	// The common reply, written by hand: encoding/json showed up in profiles.
-	buf := make([]byte, 0, 16+len(st.place)*56)
+	buf := make([]byte, 0, 16+len(st.place)*64) // {"partition":N,"offset":N,"timestamp":13 digits}
 	buf = append(buf, `{"offsets":[`...)
 	for i := range st.place {
 		o := st.outcome(i, acks)

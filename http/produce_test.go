@@ -217,3 +217,27 @@ func TestProduceBodyRefusals(t *testing.T) {
 		t.Errorf("ndjson: %v, want line 2 at byte 21", err)
 	}
 }
+
+// The produce hot path: weir bench's body of 500 records of 1 KiB strings.
+func BenchmarkProduceParseJSON(b *testing.B) {
+	value := strings.Repeat("abcdefghij klmnopqrstuvwxyz!#$%&'()*+,-./0123456789", 21)[:1024]
+	var body strings.Builder
+	body.WriteString(`{"records":[`)
+	for i := range 500 {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		body.WriteString(`{"value":"` + value + `"}`)
+	}
+	body.WriteString(`]}`)
+	data := []byte(body.String())
+	st := &produceState{}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		st.reset(TopicInfo{Name: "t", Partitions: 3, MaxMessageBytes: 1 << 20}, -1, nil, 1000, 100_000, func() int32 { return 1 })
+		if err := st.parse(data, "application/json"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
