@@ -107,10 +107,10 @@ func TestInternalRoutesNeedTheClusterCredential(t *testing.T) {
 	}
 	routes := []struct{ method, path, body, call string }{
 		{"POST", "/internal/v1/brokers/register", `{"id":99,"http_addr":"127.0.0.1:1","raft_addr":"127.0.0.1:2"}`, "register"},
-		{"POST", "/internal/v1/brokers/heartbeat", `{"id":1,"broker_epoch":1}`, "heartbeat"},
+		{"POST", "/internal/v1/brokers/heartbeat", `{"id":1,"broker_epoch":1,"applied_index":0}`, "heartbeat"},
 		{"POST", "/internal/v1/brokers/shutdown", `{"id":1,"broker_epoch":1}`, "shutdown"},
 		{"POST", "/internal/v1/join", `{"id":98,"http_addr":"127.0.0.1:1","raft_addr":"127.0.0.1:2"}`, "join"},
-		{"POST", "/internal/v1/alter-partition", `{"topic":"t","partition":0,"leader":1,"isr":[1]}`, "alter-partition"},
+		{"POST", "/internal/v1/alter-partition", `{"topic":"t","partition":0,"leader":1,"leader_epoch":0,"partition_epoch":0,"isr":[1]}`, "alter-partition"},
 		{"POST", "/internal/v1/fetch", `{"replica_id":99,"partitions":[]}`, "fetch"},
 		{"POST", "/internal/v1/offsets-topic", `{}`, "offsets-topic"},
 		{"GET", "/internal/v1/groups", "", "groups"},
