@@ -286,8 +286,13 @@ func TestBadInput(t *testing.T) {
 	if after := n.state(t); after != before {
 		t.Fatalf("refused requests changed the cluster:\nbefore %s\nafter  %s", before, after)
 	}
-	// Reading the internal topic stays allowed, as in Kafka.
+	// Reading the internal topic stays allowed, as in Kafka, and the group
+	// coordinator still writes it through its own path.
 	n.must(t, 200, "GET", "/v1/topics/__consumer_offsets/partitions/0/records?offset=earliest", "")
+	n.must(t, 200, "POST", "/v1/groups/g/offsets", `{"offsets":[{"topic":"good","partition":0,"offset":0}]}`)
+	if got := string(n.must(t, 200, "GET", "/v1/groups/g/offsets", "")); !strings.Contains(got, `"committed_offset":0`) {
+		t.Fatalf("a commit after the refusals: %s", got)
+	}
 }
 
 // A topic in the path means the same on every route however it is escaped,
