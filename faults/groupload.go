@@ -250,9 +250,7 @@ func (g *groupLoad) readOffsets() {
 func finishGroupOp(op Op, meta client.ResponseMeta, err error) Op {
 	op.Node = servedBy(meta.ServedBy, err)
 	op.Outcome = groupOutcome(err)
-	if err != nil {
-		op.Error = err.Error()
-	}
+	setError(&op, err)
 	return op
 }
 
@@ -431,12 +429,12 @@ func (m *member) pollWait(ctx context.Context, waitMS int, lossy bool) Outcome {
 		if perr := withPoll(&op, *r); perr != nil {
 			// The reply was received, but not one the API describes.
 			m.rec.Event(EventHarness, op.Node, "%s: poll reply: %v", m.process, perr)
-			err = perr
+			err = fmt.Errorf("%w: %w", errMalformedReply, perr)
 		}
 	}
 	op = finishGroupOp(op, meta, err) // a malformed reply is unknown: neither an error reply nor a failure to connect
 	if err == nil && lossy && m.rng.IntN(dropReplyOneIn) == 0 {
-		op.Outcome, op.Records = Unknown, nil
+		op.Outcome, op.Records, op.ErrorKind = Unknown, nil, ErrKindDropped
 		op.Error = fmt.Sprintf("reply (poll_id %d, %d records) dropped by the member: a lost reply, simulated", r.PollID, len(r.Records))
 		err = errDropped
 	}

@@ -88,7 +88,10 @@ type Op struct {
 	Complete time.Duration `json:"complete"` // since the run started
 	Outcome  Outcome       `json:"outcome"`
 	Error    string        `json:"error,omitempty"`
-	Node     int           `json:"node,omitempty"` // the node that served it (Weir-Served-By), 0 if unknown
+	// ErrorKind is why it failed: the API's error code or the transport
+	// error's kind (see errorKind); the summary counts failures by it.
+	ErrorKind string `json:"error_kind,omitempty"`
+	Node      int    `json:"node,omitempty"` // the node that served it (Weir-Served-By), 0 if unknown
 
 	Topic     string `json:"topic,omitempty"`
 	Partition int32  `json:"partition"`

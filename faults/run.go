@@ -524,6 +524,7 @@ func (res *phaseResult) summary() string {
 	}
 	rows := map[string]*row{}
 	avail := map[string]*row{}
+	why := map[string]failureCounts{}
 	inFault := func(t time.Duration) bool {
 		for _, f := range h.Faults {
 			if t >= f.Start && t <= f.End {
@@ -551,6 +552,12 @@ func (res *phaseResult) summary() string {
 			}
 		}
 		bump(rows)
+		if op.Outcome != OK {
+			if why[l] == nil {
+				why[l] = failureCounts{}
+			}
+			why[l].add(op)
+		}
 		if inFault(op.Invoke) {
 			bump(avail)
 		}
@@ -559,6 +566,12 @@ func (res *phaseResult) summary() string {
 	for _, l := range sortedStrings(rows) {
 		r := rows[l]
 		fmt.Fprintf(&b, "  %-22s %8d %8d %8d %8d\n", l, r.ok, r.fail, r.unknown, r.ok+r.fail+r.unknown)
+	}
+	if len(why) > 0 {
+		fmt.Fprintf(&b, "  why operations did not succeed (error code or transport error: count)\n")
+		for _, l := range sortedStrings(why) {
+			fmt.Fprintf(&b, "    %-20s %s\n", l, why[l])
+		}
 	}
 	fmt.Fprintf(&b, "  %-22s %8s\n", "faults injected", "count")
 	byKind := map[string]int{}
@@ -602,13 +615,20 @@ func (res *phaseResult) summary() string {
 	return b.String()
 }
 
+// groupKinds are the calls of a group member and reader, in the order the
+// summary lists them.
+var groupKinds = []Kind{KindJoin, KindHeartbeat, KindPoll, KindCommit, KindLeave, KindFetchCommitted}
+
 // groupSummary describes each consumer group of the history: its calls
 // (ok of all), generations and records received, and where the committed
 // offsets ended against the final high watermarks.
 func groupSummary(h *History) []string {
 	var out []string
 	for _, g := range h.Groups {
-		type count struct{ ok, all int }
+		type count struct {
+			ok, all int
+			why     failureCounts
+		}
 		counts := map[Kind]*count{}
 		var records int
 		var maxGen int32
@@ -625,6 +645,10 @@ func groupSummary(h *History) []string {
 			}
 			c.all++
 			if op.Outcome != OK {
+				if c.why == nil {
+					c.why = failureCounts{}
+				}
+				c.why.add(op)
 				continue
 			}
 			c.ok++
@@ -641,13 +665,18 @@ func groupSummary(h *History) []string {
 			mode = "auto-commit"
 		}
 		var calls []string
-		for _, k := range []Kind{KindJoin, KindHeartbeat, KindPoll, KindCommit, KindLeave, KindFetchCommitted} {
+		for _, k := range groupKinds {
 			if c := counts[k]; c != nil {
 				calls = append(calls, fmt.Sprintf("%s %d/%d", k, c.ok, c.all))
 			}
 		}
 		out = append(out, fmt.Sprintf("group %s (%s): generation %d at the end, %d records received; calls ok/all: %s",
 			g.Name, mode, maxGen, records, strings.Join(calls, ", ")))
+		for _, k := range groupKinds {
+			if c := counts[k]; c != nil && len(c.why) > 0 {
+				out = append(out, fmt.Sprintf("  %s not ok: %s", k, c.why))
+			}
+		}
 		if last == nil {
 			out = append(out, "  committed offsets never read")
 			continue

@@ -113,9 +113,7 @@ func (p *producers) work(ctx context.Context, rec *Recorder, cl *client.Client, 
 		cancel()
 		op.Outcome, op.Offsets = produceOutcome(resp, err, n)
 		op.Node = servedBy(meta.ServedBy, err)
-		if err != nil {
-			op.Error = err.Error()
-		}
+		setError(&op, err)
 		rec.Add(op)
 		wait := p.pace
 		if op.Outcome != OK {
@@ -264,11 +262,14 @@ func readPartition(ctx context.Context, rec *Recorder, cl *client.Client, proces
 	op.Complete = rec.Now()
 	op.Node = servedBy(meta.ServedBy, err)
 	if err == nil {
-		op.Records, err = decodeRecords(resp.Records, p)
+		if op.Records, err = decodeRecords(resp.Records, p); err != nil {
+			err = fmt.Errorf("%w: %w", errMalformedReply, err)
+		}
 		op.NextOffset, op.HW, op.LogStart = resp.NextOffset, resp.HighWatermark, resp.LogStartOffset
 	}
 	if err != nil {
-		op.Outcome, op.Error, op.Records = Fail, err.Error(), nil
+		op.Outcome, op.Records = Fail, nil
+		setError(&op, err)
 		var apiErr *client.APIError
 		if errors.As(err, &apiErr) && apiErr.Code == client.CodeOffsetOutOfRange {
 			if ls, hw, ok := apiErr.OffsetBounds(); ok {
@@ -320,7 +321,8 @@ func (o *observer) Run(ctx context.Context, env *Env) {
 				err := o.c.ctlDo(i, "/v1/topics/"+url.PathEscape(ts.Name), &tp)
 				op.Complete = env.Rec.Now()
 				if err != nil {
-					op.Outcome, op.Error = Fail, err.Error()
+					op.Outcome = Fail
+					setError(&op, err)
 				} else {
 					op.Outcome = OK
 					for _, p := range tp.Partitions {
