@@ -23,6 +23,10 @@ type fakeEnv struct {
 	bounds   map[string]map[int32]PartitionOffsets
 	failApp  error
 	loadGate chan struct{} // when set, loads wait for it
+	// appendGate: appends of a group's records wait for its channel to
+	// close, and say so on appending (when set) first.
+	appendGate map[string]chan struct{}
+	appending  chan string
 }
 
 func newFakeEnv() *fakeEnv {
@@ -53,6 +57,9 @@ func (e *fakeEnv) LoadOffsets(ctx context.Context, p, epoch int32, fn func(k, v 
 }
 
 func (e *fakeEnv) AppendOffsets(ctx context.Context, p, epoch int32, recs []KV) error {
+	if err := e.waitAppendGate(ctx, recs); err != nil {
+		return err
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.failApp != nil {
@@ -63,6 +70,48 @@ func (e *fakeEnv) AppendOffsets(ctx context.Context, p, epoch int32, recs []KV) 
 	}
 	e.logs[p] = append(e.logs[p], recs...)
 	return nil
+}
+
+// waitAppendGate holds an append of a gated group's records until its gate
+// opens, like a disk or a follower that is slow to acknowledge.
+func (e *fakeEnv) waitAppendGate(ctx context.Context, recs []KV) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	rec, err := DecodeRecord(recs[0].Key, recs[0].Value)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	gate, appending := e.appendGate[rec.Group], e.appending
+	e.mu.Unlock()
+	if gate == nil {
+		return nil
+	}
+	if appending != nil {
+		appending <- rec.Group
+	}
+	select {
+	case <-gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// gateAppends makes appends of group's records wait until the returned
+// function is called; each append reports itself on e.appending.
+func (e *fakeEnv) gateAppends(group string) (open func()) {
+	gate := make(chan struct{})
+	e.mu.Lock()
+	if e.appendGate == nil {
+		e.appendGate = map[string]chan struct{}{}
+	}
+	e.appendGate[group] = gate
+	e.appending = make(chan string, 16)
+	e.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { close(gate) }) }
 }
 
 func (e *fakeEnv) PartitionCounts(topics []string) map[string]int32 {
