@@ -310,6 +310,24 @@ func emptyBatchLike(b Batch) Batch {
 	return e
 }
 
+// EmptyBatchFrom returns the part of the empty batch b from offset on, as an
+// empty batch of its own (b's epoch and timestamps). Compaction merges
+// consecutive emptied batches, so one replica's merged batch may span where
+// another's log ends: that replica continues from its end with this part.
+func EmptyBatchFrom(b Batch, offset int64) (Batch, error) {
+	switch {
+	case b.RecordCount() != 0:
+		return nil, fmt.Errorf("batch [%d, %d] holds %d records: only an empty batch can be cut", b.BaseOffset(), b.LastOffset(), b.RecordCount())
+	case offset <= b.BaseOffset() || offset > b.LastOffset():
+		return nil, fmt.Errorf("offset %d is not inside batch [%d, %d]", offset, b.BaseOffset(), b.LastOffset())
+	}
+	e := emptyBatchLike(b)
+	e.setBaseOffset(offset)
+	putInt32(e[posLastOffsetDelta:], int32(b.LastOffset()-offset))
+	e.setCRC()
+	return e, nil
+}
+
 // extendEmptyBatch widens an empty batch to also cover b's offsets.
 func extendEmptyBatch(e, b Batch) {
 	putInt32(e[posLastOffsetDelta:], int32(b.LastOffset()-e.BaseOffset()))

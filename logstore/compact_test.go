@@ -314,3 +314,51 @@ func TestCompactConcurrentWithAppendsAndReads(t *testing.T) {
 	}
 	readAll(t, l) // still contiguous
 }
+
+// TestEmptyBatchFrom: the remainder of an empty (merged) batch from an
+// offset inside it is an empty batch of its own that a log ending at that
+// offset accepts; a batch with records, or an offset outside, is refused.
+func TestEmptyBatchFrom(t *testing.T) {
+	l, err := Open(t.TempDir(), compactConfig(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	full := appendKV(t, l, 0, "k", "v")
+	b, err := l.Read(full.BaseOffset, 1<<20, l.LogEndOffset())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := EmptyBatchFrom(Batch(b.Data), full.BaseOffset); err == nil {
+		t.Fatal("a batch with records was cut")
+	}
+	merged := emptyBatchLike(Batch(b.Data))
+	putInt32(merged[posLastOffsetDelta:], 9) // offsets 0-9, as a merge of ten emptied batches leaves them
+	merged.setCRC()
+	for _, off := range []int64{0, 10} {
+		if _, err := EmptyBatchFrom(merged, off); err == nil {
+			t.Fatalf("cut at %d, outside (0, 9]", off)
+		}
+	}
+	e, err := EmptyBatchFrom(merged, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.BaseOffset() != 4 || e.LastOffset() != 9 || e.RecordCount() != 0 || e.LeaderEpoch() != merged.LeaderEpoch() {
+		t.Fatalf("remainder [%d, %d] with %d records, epoch %d", e.BaseOffset(), e.LastOffset(), e.RecordCount(), e.LeaderEpoch())
+	}
+	f, err := Open(t.TempDir(), compactConfig(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.TruncateFullyAndStartAt(4); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.AppendAsFollower(context.Background(), e); err != nil {
+		t.Fatalf("a log ending at 4 refused the remainder: %v", err)
+	}
+	if f.LogEndOffset() != 10 {
+		t.Fatalf("log end %d after the remainder, want 10", f.LogEndOffset())
+	}
+}

@@ -42,7 +42,10 @@
 //     refuses gaps, overlaps, older epochs and bad CRCs, whole.
 //   - Offsets are contiguous in every log. Compaction keeps each batch's
 //     offset range; a batch left empty becomes a record-less batch (runs of
-//     them merged), so recovery and followers can demand contiguity.
+//     them merged), so recovery and followers can demand contiguity. Each
+//     replica compacts on its own, so a merged empty batch may span where
+//     another replica's log ends: that replica continues from its end with
+//     the batch's remainder (EmptyBatchFrom).
 //   - Fsync "always" (the default): an append returns only once its batch is
 //     on disk; appends that wait together share one fdatasync (group commit).
 //     "never" leaves it to the OS and to Sync/roll/Close. DurableOffset says

@@ -250,8 +250,10 @@ func (m *Manager) applyFetched(ctx context.Context, p *Partition, sent FetchPart
 }
 
 // skipBelow drops leading batches wholly below offset (a leader may answer
-// from the batch holding the fetch offset); a batch straddling it cannot be
-// appended and is an error.
+// from the batch holding the fetch offset). A batch straddling it cannot be
+// appended as it is: an empty one (compaction merges emptied batches, so the
+// leader's may span where our log ends) is cut to start at offset; one with
+// records is an error.
 func skipBelow(records []byte, offset int64) ([]byte, error) {
 	for len(records) > 0 {
 		b, rest, ok, err := logstore.NextBatch(records)
@@ -263,7 +265,11 @@ func skipBelow(records []byte, offset int64) ([]byte, error) {
 		}
 		if b.NextOffset() > offset {
 			if b.BaseOffset() < offset {
-				return nil, fmt.Errorf("fetched batch [%d, %d] straddles the fetch offset %d", b.BaseOffset(), b.LastOffset(), offset)
+				e, err := logstore.EmptyBatchFrom(b, offset)
+				if err != nil {
+					return nil, fmt.Errorf("fetched batch [%d, %d] straddles the fetch offset %d: %w", b.BaseOffset(), b.LastOffset(), offset, err)
+				}
+				return append(e, rest...), nil
 			}
 			return records, nil
 		}
