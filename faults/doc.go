@@ -54,7 +54,10 @@
 //   - run.go: one phase of a run — start, load, faults (each healed), heal
 //     all, settle, drain the groups, final read, clean stop, replica
 //     comparison, check — and its summary table (with a line per group:
-//     calls, generations, records, committed offsets against the final HW).
+//     calls, generations, records, committed offsets against the final HW),
+//     where what did not succeed is counted by why, per operation and per
+//     group call: the error code answered, or the transport error's kind
+//     (errkind.go).
 //
 // # Running
 //

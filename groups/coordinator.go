@@ -2,6 +2,7 @@ package groups
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"maps"
 	"slices"
@@ -14,6 +15,11 @@ import (
 // state.go (a group's lock and its durable writes), membership.go,
 // offsets.go (commits, polls, seeks) and admin.go (describe, reset,
 // delete, stats). The lock order is in the package doc.
+
+// ErrDiskRefused marks an append to the offsets topic that this node's disk
+// refused (full, failing, read-only): Env.AppendOffsets wraps it around such
+// failures, and the coordinator hands the partition over (Env.HandOver).
+var ErrDiskRefused = errors.New("this node's disk refused the write")
 
 // KV is one record for the offsets topic; a nil Value is a tombstone.
 type KV struct {
@@ -40,8 +46,14 @@ type Env interface {
 	// wrote. It fails if the leadership moves on.
 	LoadOffsets(ctx context.Context, p, epoch int32, fn func(key, value []byte)) error
 	// AppendOffsets writes records to offsets partition p, acks=all, only
-	// while this node still leads p in epoch.
+	// while this node still leads p in epoch. A failure of this node's disk
+	// wraps ErrDiskRefused.
 	AppendOffsets(ctx context.Context, p, epoch int32, recs []KV) error
+	// HandOver gives the leadership of offsets partition p, led here in
+	// epoch, to another in-sync replica and leaves this node's replica out
+	// of the ISR (until it catches up again), returning the new leader. It
+	// fails, changing nothing, when no other in-sync replica is alive.
+	HandOver(ctx context.Context, p, epoch int32) (int32, error)
 	// PartitionCounts gives the partition count of each topic (absent or 0:
 	// the topic does not exist).
 	PartitionCounts(topics []string) map[string]int32

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -263,5 +266,52 @@ func TestCoordinatorGenerationsDurableBeforeLearnedWhileWriting(t *testing.T) {
 	}
 	if _, err := f.c.Heartbeat(ctx, "g", short.MemberID); codeOf(err) != "UNKNOWN_MEMBER_ID" {
 		t.Fatalf("the expired member: %v", err)
+	}
+}
+
+// TestCoordinatorHandsOverAPartitionItsDiskRefuses: a coordinator whose
+// disk refuses the offsets partition's writes (full, failing) can take no
+// join: every join writes a generation. The fault harness saw a group's
+// joins fail with KAFKA_STORAGE_ERROR for as long as its coordinator's
+// disk was full. The coordinator now hands the partition to another
+// in-sync replica and answers NOT_COORDINATOR, which clients retry there;
+// without another in-sync replica it answers the disk's error and stays.
+func TestCoordinatorHandsOverAPartitionItsDiskRefuses(t *testing.T) {
+	f := newCoord(t)
+	f.env.setTopic("orders", 1, 0, 100)
+	ctx := context.Background()
+	f.join("orders")
+	full := fmt.Errorf("%w: write segment: %w", ErrDiskRefused, syscall.ENOSPC)
+	f.env.mu.Lock()
+	f.env.failApp = full
+	f.env.mu.Unlock()
+	join := func() error {
+		_, err := f.c.Join(ctx, "g", client.JoinGroupRequest{Topics: []string{"orders"}}, "h")
+		return err
+	}
+
+	// No other in-sync replica: the disk's error, and the partition stays.
+	if err := join(); !errors.Is(err, syscall.ENOSPC) || codeOf(err) != "" {
+		t.Fatalf("join on a full disk with nowhere to go: %v, want the disk's error", err)
+	}
+	if _, err := f.c.Describe(ctx, "g"); err != nil {
+		t.Fatalf("the partition was given up with nowhere to go: %v", err)
+	}
+
+	f.env.mu.Lock()
+	f.env.handOverTo = 2
+	f.env.mu.Unlock()
+	if err := join(); codeOf(err) != "NOT_COORDINATOR" || !strings.Contains(err.Error(), "moved to broker 2") {
+		t.Fatalf("join on a full disk: %v, want NOT_COORDINATOR naming broker 2", err)
+	}
+	p := f.c.Partition("g")
+	f.env.mu.Lock()
+	handed := slices.Clone(f.env.handedOver)
+	f.env.mu.Unlock()
+	if !slices.Equal(handed, []int32{p}) {
+		t.Fatalf("handed over %v, want [%d]", handed, p)
+	}
+	if _, err := f.c.Describe(ctx, "g"); codeOf(err) != "NOT_COORDINATOR" {
+		t.Fatalf("describe after the handover: %v, want NOT_COORDINATOR", err)
 	}
 }

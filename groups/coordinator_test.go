@@ -27,6 +27,10 @@ type fakeEnv struct {
 	// close, and say so on appending (when set) first.
 	appendGate map[string]chan struct{}
 	appending  chan string
+	// handOverTo is the broker HandOver moves a partition to (0: it fails);
+	// handedOver lists the partitions moved.
+	handOverTo int32
+	handedOver []int32
 }
 
 func newFakeEnv() *fakeEnv {
@@ -70,6 +74,17 @@ func (e *fakeEnv) AppendOffsets(ctx context.Context, p, epoch int32, recs []KV) 
 	}
 	e.logs[p] = append(e.logs[p], recs...)
 	return nil
+}
+
+func (e *fakeEnv) HandOver(ctx context.Context, p, epoch int32) (int32, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.handOverTo == 0 || e.epochs[p] != epoch {
+		return 0, fmt.Errorf("no other in-sync replica of %d in epoch %d", p, epoch)
+	}
+	e.handedOver = append(e.handedOver, p)
+	e.epochs[p]++ // another node leads now
+	return e.handOverTo, nil
 }
 
 // waitAppendGate holds an append of a gated group's records until its gate

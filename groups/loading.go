@@ -21,6 +21,8 @@ type offsetsPart struct {
 	ctx      context.Context // ends when the leadership (or the coordinator) does
 	cancel   context.CancelFunc
 	gone     atomic.Bool // resigned: its groups must not be used any more
+	// handingOver: a handover of the partition (see handOver) is under way.
+	handingOver atomic.Bool
 
 	mu     sync.Mutex // guards groups
 	groups map[string]*groupState

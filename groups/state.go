@@ -243,6 +243,9 @@ func (c *Coordinator) persist(ctx context.Context, gs *groupState, w groupWrite)
 	start := time.Now()
 	if err := c.env.AppendOffsets(ctx, gs.part.p, gs.part.epoch, w.recs); err != nil {
 		err = fmt.Errorf("writing group %q to offsets partition %d: %w", gs.g.Name(), gs.part.p, err)
+		if errors.Is(err, ErrDiskRefused) {
+			err = c.handOver(ctx, gs.part, err)
+		}
 		if w.bestEffort != "" {
 			c.log.Info(w.bestEffort+" failed", "err", err)
 			return nil
@@ -257,6 +260,30 @@ func (c *Coordinator) persist(ctx context.Context, gs *groupState, w groupWrite)
 	gs.persistedGen = max(gs.persistedGen, w.gen)
 	gs.g.ApplyOffsets(w.offs, w.at)
 	return nil
+}
+
+// handOver moves an offsets partition whose writes this node's disk refuses
+// to another in-sync replica, so that its groups are coordinated where
+// their generations and commits can be written (Kafka takes a failed log
+// directory offline for the same reason): a coordinator that cannot write
+// can take no join. The partition's groups are dropped here at once, and
+// the call answers NOT_COORDINATOR, which clients retry at the new
+// coordinator. Without another in-sync replica the call answers cause.
+func (c *Coordinator) handOver(ctx context.Context, op *offsetsPart, cause error) error {
+	if !op.handingOver.CompareAndSwap(false, true) {
+		return cause // another call of the partition is handing it over
+	}
+	to, err := c.env.HandOver(ctx, op.p, op.epoch)
+	if err != nil {
+		op.handingOver.Store(false)
+		c.log.Warn("cannot hand over an offsets partition this node's disk refuses to write", "partition", op.p,
+			"epoch", op.epoch, "cause", cause, "err", err)
+		return cause
+	}
+	op.resign()
+	c.log.Warn("handed over an offsets partition this node's disk refuses to write", "partition", op.p,
+		"epoch", op.epoch, "to", to, "cause", cause)
+	return fmt.Errorf("%w: offsets partition %d moved to broker %d (%v)", ErrNotCoordinator, op.p, to, cause)
 }
 
 // generationWrite returns the write that makes the current generation

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"weir/client"
@@ -113,9 +114,48 @@ func (e groupsEnv) AppendOffsets(ctx context.Context, p, epoch int32, recs []gro
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(e.n.cfg.RequestTimeoutMs)*time.Millisecond)
 	defer cancel()
 	if _, err := part.AppendInEpoch(ctx, batch, replication.AcksAll, epoch); err != nil {
+		if diskRefused(err) {
+			return fmt.Errorf("%w: %w", groups.ErrDiskRefused, err)
+		}
 		return err
 	}
 	return nil
+}
+
+// diskRefused reports a write the disk failed (full, broken, read-only).
+func diskRefused(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EDQUOT)
+}
+
+// HandOver asks the controller to make another alive in-sync replica the
+// leader of offsets partition p (the first in replica order) and to take
+// this node out of its ISR, which it rejoins once it has caught up again.
+func (e groupsEnv) HandOver(ctx context.Context, p, epoch int32) (int32, error) {
+	n := e.n
+	img := n.meta.Image()
+	mp := img.Partition(groups.OffsetsTopic, p)
+	if mp == nil || mp.Leader != n.cfg.NodeID || mp.LeaderEpoch != epoch {
+		return 0, fmt.Errorf("offsets partition %d is no longer led here in epoch %d", p, epoch)
+	}
+	to := metadata.NoLeader
+	for _, id := range mp.Replicas {
+		if id != n.cfg.NodeID && mp.InISR(id) && img.Broker(id).Alive() {
+			to = id
+			break
+		}
+	}
+	if to == metadata.NoLeader {
+		return 0, fmt.Errorf("offsets partition %d has no other alive in-sync replica (isr %v)", p, mp.ISR)
+	}
+	isr := slices.DeleteFunc(slices.Clone(mp.ISR), func(id int32) bool { return id == n.cfg.NodeID || !img.Broker(id).Alive() })
+	cctx, cancel := context.WithTimeout(ctx, time.Duration(n.cfg.RequestTimeoutMs)*time.Millisecond)
+	defer cancel()
+	_, err := toController(cctx, n, "/alter-partition", n.AlterPartition, httpapi.AlterPartitionRequest{Topic: groups.OffsetsTopic,
+		Partition: p, Leader: to, LeaderEpoch: epoch, PartitionEpoch: mp.PartitionEpoch, ISR: isr})
+	if err != nil {
+		return 0, fmt.Errorf("moving offsets partition %d to broker %d: %w", p, to, err)
+	}
+	return to, nil
 }
 
 // PartitionCounts reads the topics' partition counts from the metadata.
