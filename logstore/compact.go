@@ -103,7 +103,7 @@ func (l *Log) Compact(ctx context.Context, committed int64) (CompactResult, erro
 				latest[hashKey(r.Key)] = r.Offset
 			}
 		}); err != nil {
-			return res, err
+			return res, quietIfGone(err)
 		}
 	}
 
@@ -114,7 +114,7 @@ func (l *Log) Compact(ctx context.Context, committed int64) (CompactResult, erro
 		dropTombstones := s.maxTS.Load() != noTimestamp && now-s.maxTS.Load() > cfg.DeleteRetentionMs
 		cleaned, removed, keptTombstones, err := l.cleanSegment(ctx, s, latest, dropTombstones)
 		if err != nil {
-			return res, l.goOfflineOnFault(err)
+			return res, l.goOfflineOnFault(quietIfGone(err))
 		}
 		if keptTombstones {
 			d := s.maxTS.Load() + cfg.DeleteRetentionMs + 1
@@ -144,9 +144,24 @@ func (l *Log) Compact(ctx context.Context, committed int64) (CompactResult, erro
 	return res, nil
 }
 
+// quietIfGone drops the error of a segment retired under compaction (a
+// truncation or retention got there first): the pass just ends, as when
+// swapSegment finds the log changed.
+func quietIfGone(err error) error {
+	if errors.Is(err, errSegmentGone) {
+		return nil
+	}
+	return err
+}
+
 // eachRecordIn calls fn for every record of every batch in s.
 func (l *Log) eachRecordIn(ctx context.Context, s *segment, fn func(Batch, Record)) error {
-	sc := newScanner(s.log, 0, s.size.Load())
+	f, err := s.pin()
+	if err != nil {
+		return fmt.Errorf("compaction: %w", err)
+	}
+	defer f.release()
+	sc := newScanner(f.log, 0, s.size.Load())
 	for {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("compaction: %w", err)
@@ -191,6 +206,11 @@ func (l *Log) cleanSegment(ctx context.Context, s *segment, latest map[keyHash]i
 		return nil, 0, keptTombstones, nil
 	}
 
+	src, err := s.pin()
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("compaction: %w", err)
+	}
+	defer src.release()
 	cleaned, err := createCleanedSegment(s)
 	if err != nil {
 		return nil, 0, false, err
@@ -213,7 +233,7 @@ func (l *Log) cleanSegment(ctx context.Context, s *segment, latest map[keyHash]i
 		pending = nil
 		return err
 	}
-	sc := newScanner(s.log, 0, s.size.Load())
+	sc := newScanner(src.log, 0, s.size.Load())
 	for {
 		b, ok := sc.next()
 		if !ok {
@@ -268,30 +288,33 @@ func (l *Log) cleanSegment(ctx context.Context, s *segment, latest map[keyHash]i
 	if err := flushPending(); err != nil {
 		return fail(err)
 	}
-	for _, f := range []*os.File{cleaned.log, cleaned.oidx, cleaned.tidx} {
-		if err := cleaned.ops.fs.Sync(f); err != nil {
-			// Only the cleaned copy is lost, but the log's disk failed an
-			// fsync: it is taken as failing for the log too (see ErrLogOffline).
-			return fail(fault(fmt.Errorf("compaction: fsync %s: %w", f.Name(), err)))
-		}
+	if err := cleaned.syncAll(); err != nil {
+		// Only the cleaned copy is lost, but the log's disk failed an
+		// fsync: it is taken as failing for the log too (see ErrLogOffline).
+		return fail(fault(fmt.Errorf("compaction: %w", err)))
 	}
 	return cleaned, removed, keptTombstones, nil
 }
 
-// createCleanedSegment opens the three .cleaned files that compaction fills for s.
+// createCleanedSegment opens the three .cleaned files that compaction fills
+// for s. They stay open (counted as unsynced) until swapSegment renames them
+// to the names a reopen would use.
 func createCleanedSegment(s *segment) (*segment, error) {
 	c := newSegment(s.ops, s.base, s.path, s.opened)
+	c.synced.Store(-1)
+	f := &segFiles{ops: s.ops}
 	var err error
-	for _, f := range []struct {
-		dst **os.File
-		suf string
-	}{{&c.log, logSuffix}, {&c.oidx, indexSuffix}, {&c.tidx, timeIndexSuffix}} {
-		if *f.dst, err = s.ops.fs.OpenFile(s.path+f.suf+cleanedSuffix, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
-			c.closeFiles()
+	for _, dst := range []struct {
+		file **os.File
+		suf  string
+	}{{&f.log, logSuffix}, {&f.oidx, indexSuffix}, {&f.tidx, timeIndexSuffix}} {
+		if *dst.file, err = s.ops.fs.OpenFile(s.path+dst.suf+cleanedSuffix, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
+			f.closeAll()
 			c.removeCleanedFiles()
 			return nil, fmt.Errorf("compaction: %w", err)
 		}
 	}
+	c.install(f)
 	return c, nil
 }
 
@@ -389,19 +412,28 @@ func (l *Log) swapSegment(old, cleaned *segment, gen uint64) (bool, error) {
 	// missing index files make the next open rebuild them from the new log.
 	// From the first removal on the directory no longer matches the segment
 	// list: any failure takes the log offline, and a restart sorts it out.
+	// Old's files are never reopened by name from here on (the names are
+	// about to hold the cleaned files), unless the swap fails before its
+	// .log was replaced: it stays readable then (the log goes offline).
 	fs := l.ops.fs
+	old.setGone(true)
 	for _, suf := range []string{indexSuffix, timeIndexSuffix} {
 		if err := fs.Remove(old.path + suf); err != nil && !errors.Is(err, os.ErrNotExist) {
+			old.setGone(false)
 			cleaned.closeFiles()
 			return false, l.goOffline(fmt.Errorf("compaction swap: %w", err))
 		}
 	}
 	if err := fs.SyncDir(l.dir); err != nil {
+		old.setGone(false)
 		cleaned.closeFiles()
 		return false, l.goOffline(fmt.Errorf("compaction swap: %w", err))
 	}
 	for _, suf := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
 		if err := fs.Rename(old.path+suf+cleanedSuffix, old.path+suf); err != nil {
+			if suf == logSuffix {
+				old.setGone(false)
+			}
 			cleaned.closeFiles()
 			return false, l.goOffline(fmt.Errorf("compaction swap: %w", err))
 		}
@@ -410,6 +442,7 @@ func (l *Log) swapSegment(old, cleaned *segment, gen uint64) (bool, error) {
 		cleaned.closeFiles()
 		return false, l.goOffline(fmt.Errorf("compaction swap: %w", err))
 	}
+	cleaned.synced.Store(cleaned.size.Load()) // fsynced, and under its final names: it may close now
 	next := append([]*segment(nil), segs...)
 	next[at] = cleaned
 	l.segs.Store(&next)

@@ -246,7 +246,14 @@ func TestCompactRespectsCommittedOffset(t *testing.T) {
 }
 
 func TestCompactConcurrentWithAppendsAndReads(t *testing.T) {
-	l, err := Open(t.TempDir(), compactConfig(), Options{})
+	t.Run("no file budget", func(t *testing.T) { utCompactConcurrently(t, nil) })
+	// One segment's files: segments close and reopen while compaction swaps
+	// them, and a reader never reopens a swapped-out segment by name.
+	t.Run("budget of 3 files", func(t *testing.T) { utCompactConcurrently(t, NewFileBudget(3)) })
+}
+
+func utCompactConcurrently(t *testing.T, budget *FileBudget) {
+	l, err := Open(t.TempDir(), compactConfig(), Options{Files: budget})
 	if err != nil {
 		t.Fatal(err)
 	}

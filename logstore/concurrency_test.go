@@ -66,10 +66,24 @@ func utVerifyRead(l *Log, offset int64, res ReadResult) error {
 // readers fetch from random offsets: no reader ever sees a partial or foreign
 // batch.
 func TestConcurrentReadersSeeWholeBatches(t *testing.T) {
+	t.Run("no file budget", func(t *testing.T) { utConcurrentReaders(t, nil) })
+	// One segment's files at most: segments close and reopen under the
+	// readers all the time, and none may be closed while it is read.
+	t.Run("budget of 3 files", func(t *testing.T) {
+		budget := NewFileBudget(3)
+		utConcurrentReaders(t, budget)
+		if budget.Closed() == 0 {
+			t.Fatal("no segment was closed under the budget")
+		}
+		t.Logf("%d files closed under the budget", budget.Closed())
+	})
+}
+
+func utConcurrentReaders(t *testing.T, budget *FileBudget) {
 	cfg := utCfg()
 	cfg.SegmentBytes = 4096
 	cfg.IndexIntervalBytes = 256
-	l := utOpen(t, t.TempDir(), cfg, Options{})
+	l := utOpen(t, t.TempDir(), cfg, Options{Files: budget})
 	batches := 600
 	if testing.Short() {
 		batches = 200

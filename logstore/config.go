@@ -128,4 +128,7 @@ type Options struct {
 	// ErrLogOffline), with the error its writes answer from then on. It
 	// may run under the log's lock: it must not block or call into the log.
 	OnOffline func(error)
+	// Files is the open-files budget the log shares with others; nil: none
+	// (segments still open their files on first use, and keep them).
+	Files *FileBudget
 }

@@ -31,6 +31,20 @@
 // last entry below T. Both indexes are derived data: they are checked on open
 // and rebuilt from the log whenever they are missing or do not fit it.
 //
+// # Open files
+//
+// A segment's three files are opened when it is first read or written, not
+// when its log opens, and the logs of a data dir share a budget of open files
+// (FileBudget, ManagerOptions.MaxOpenFiles; by default half of
+// RLIMIT_NOFILE). Over the budget, the files not used lately are closed (a
+// clock sweep), so an idle partition holds no descriptor and ten thousand of
+// them fit in a few hundred. Never closed: files a reader or writer holds
+// (each call pins them, lock-free; readers finish on what they pinned), and a
+// segment holding data not yet fsynced through them, so that an fsync error is
+// reported on the descriptor that wrote the data. A segment's size, indexes
+// and offsets stay in memory, so reopening reads nothing back. The budget is
+// soft: files in use stay open above it.
+//
 // # Guarantees
 //
 //   - Appends are single-writer (a mutex); reads never take it. A reader sees

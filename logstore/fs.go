@@ -100,11 +100,13 @@ func unfault(err error) error {
 	return err
 }
 
-// fileOps is what a log's segments change their files through, and where
-// they report what they could not clean up (closing or removing files).
+// fileOps is what a log's segments change their files through, where they
+// report what they could not clean up (closing or removing files), and the
+// open-files budget they share with the data dir's other logs.
 type fileOps struct {
 	fs     FS
 	logger *slog.Logger
+	files  *FileBudget // nil: no budget
 }
 
 // remove deletes a file that is no longer wanted; a failure is logged (the

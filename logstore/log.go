@@ -120,7 +120,7 @@ func Open(dir string, cfg Config, opts Options) (*Log, error) {
 	if l.logger == nil {
 		l.logger = slog.New(slog.DiscardHandler)
 	}
-	l.ops = &fileOps{fs: orOS(opts.FS), logger: l.logger.With("dir", dir)}
+	l.ops = &fileOps{fs: orOS(opts.FS), logger: l.logger.With("dir", dir), files: opts.Files}
 	if l.now == nil {
 		l.now = time.Now
 	}
@@ -582,11 +582,15 @@ func (l *Log) ReadInto(buf []byte, offset int64, maxBytes int, maxOffset int64) 
 		}
 		for ; i < len(segs); i++ {
 			s := segs[i]
-			if !s.acquire() {
+			f, err := s.pin()
+			if errors.Is(err, errSegmentGone) {
 				break // removed under us: take a fresh snapshot
 			}
-			data, err := s.read(buf, offset, maxBytes, maxOffset)
-			s.release()
+			if err != nil {
+				return res, err
+			}
+			data, err := s.read(f, buf, offset, maxBytes, maxOffset)
+			f.release()
 			if err != nil {
 				return res, err
 			}
@@ -612,11 +616,18 @@ func (l *Log) ReadInto(buf []byte, offset int64, maxBytes int, maxOffset int64) 
 func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool, err error) {
 	start := l.logStart.Load()
 	for _, s := range *l.segs.Load() {
-		if s.maxTS.Load() < ts || !s.acquire() {
+		if s.maxTS.Load() < ts {
 			continue
 		}
-		offset, timestamp, found, err = l.offsetForTimestampIn(s, ts, start)
-		s.release()
+		f, err := s.pin()
+		if errors.Is(err, errSegmentGone) {
+			continue
+		}
+		if err != nil {
+			return -1, -1, false, err
+		}
+		offset, timestamp, found, err = l.offsetForTimestampIn(s, f, ts, start)
+		f.release()
 		if err != nil || found {
 			return offset, timestamp, found, err
 		}
@@ -624,7 +635,7 @@ func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool,
 	return -1, -1, false, nil
 }
 
-func (l *Log) offsetForTimestampIn(s *segment, ts, start int64) (int64, int64, bool, error) {
+func (l *Log) offsetForTimestampIn(s *segment, f *segFiles, ts, start int64) (int64, int64, bool, error) {
 	times := s.times.Load()
 	from := s.base
 	// Every batch before the entry's batch is older than the entry's ts, so the
@@ -633,8 +644,8 @@ func (l *Log) offsetForTimestampIn(s *segment, ts, start int64) (int64, int64, b
 		from = s.base + int64(times.at(i).rel)
 	}
 	from = max(from, start)
-	pos := s.position(from)
-	sc := newScanner(s.log, pos, s.size.Load())
+	pos := s.position(f, from)
+	sc := newScanner(f.log, pos, s.size.Load())
 	for {
 		b, ok := sc.next()
 		if !ok {
@@ -679,14 +690,19 @@ func (l *Log) Truncate(offset int64) (int64, error) {
 		keep = 1 // the first segment stays, emptied
 	}
 	last := segs[keep-1]
-	pos, hdr, err := last.findBatch(offset, last.size.Load())
+	f, err := last.pin()
+	if err != nil {
+		return 0, fmt.Errorf("truncate: %w", err)
+	}
+	defer f.release()
+	pos, hdr, err := last.findBatch(f, offset, last.size.Load())
 	if err != nil {
 		return 0, fmt.Errorf("truncate: %w", err)
 	}
 	newEnd := last.next.Load()
 	if pos >= 0 {
 		newEnd = hdr.BaseOffset()
-		if err := l.cutSegment(last, pos); err != nil {
+		if err := l.cutSegment(last, f, pos); err != nil {
 			return 0, l.goOfflineOnFault(err)
 		}
 	}
@@ -755,9 +771,11 @@ func filterSegments(list, alive []*segment) []*segment {
 }
 
 // cutSegment truncates a segment's file at pos and rebuilds its in-memory state.
-func (l *Log) cutSegment(s *segment, pos int64) error {
+func (l *Log) cutSegment(s *segment, f *segFiles, pos int64) error {
 	s.size.Store(pos) // readers stop here first
-	if err := l.ops.fs.Truncate(s.log, pos); err != nil {
+	// Not fsynced: the files must stay open until a flush (see clean).
+	s.synced.Store(-1)
+	if err := l.ops.fs.Truncate(f.log, pos); err != nil {
 		return fault(fmt.Errorf("truncate segment %s: %w", segmentName(s.base), err))
 	}
 	offs, times := s.offsets.Load(), s.times.Load()
@@ -778,19 +796,19 @@ func (l *Log) cutSegment(s *segment, pos int64) error {
 	if n := no.len(); n > 0 { // a damaged entry that slipped through: rebuild the index from the data
 		e := no.at(n - 1)
 		var hdr [BatchHeaderSize]byte
-		if _, err := s.log.ReadAt(hdr[:], int64(e.pos)); err != nil || !s.indexedBatchOK(hdr[:], int64(e.pos), s.base+int64(e.rel), pos) {
-			s.reindex(l.cfg.Load(), nil)
+		if _, err := f.log.ReadAt(hdr[:], int64(e.pos)); err != nil || !s.indexedBatchOK(hdr[:], int64(e.pos), s.base+int64(e.rel), pos) {
+			s.reindex(f, l.cfg.Load(), nil)
 		}
 	}
-	if err := s.rebuildIndexFiles(); err != nil {
+	if err := s.rebuildIndexFiles(f); err != nil {
 		return err
 	}
-	return s.loadTail()
+	return s.loadTail(f)
 }
 
 // loadTail recomputes next offset, largest timestamp and the writer state by
 // walking the headers after the last index entry.
-func (s *segment) loadTail() error {
+func (s *segment) loadTail(f *segFiles) error {
 	size := s.size.Load()
 	offs := s.offsets.Load()
 	var pos int64
@@ -802,10 +820,10 @@ func (s *segment) loadTail() error {
 		// The walk starts at the last index entry: it must point at the batch
 		// it names. If a damaged entry slipped through, drop the (derived)
 		// index and walk the whole segment instead.
-		if _, err := s.log.ReadAt(hdr[:], pos); err != nil || !s.indexedBatchOK(hdr[:], pos, s.base+int64(e.rel), size) {
+		if _, err := f.log.ReadAt(hdr[:], pos); err != nil || !s.indexedBatchOK(hdr[:], pos, s.base+int64(e.rel), size) {
 			s.offsets.Store(&chunkedList[offsetEntry]{})
 			s.times.Store(&chunkedList[timeEntry]{})
-			if err := s.rebuildIndexFiles(); err != nil {
+			if err := s.rebuildIndexFiles(f); err != nil {
 				return err
 			}
 			pos = 0
@@ -818,13 +836,13 @@ func (s *segment) loadTail() error {
 	first := true
 	s.firstTS = noTimestamp
 	if pos > 0 { // the first batch sets segment.ms
-		if _, err := s.log.ReadAt(hdr[:], 0); err == nil {
+		if _, err := f.log.ReadAt(hdr[:], 0); err == nil {
 			s.firstTS = Batch(hdr[:]).MaxTimestamp()
 		}
 	}
 	tailStart := pos
 	for pos+BatchHeaderSize <= size {
-		if _, err := s.log.ReadAt(hdr[:], pos); err != nil {
+		if _, err := f.log.ReadAt(hdr[:], pos); err != nil {
 			return fmt.Errorf("read segment %s: %w", segmentName(s.base), err)
 		}
 		b := Batch(hdr[:])

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -41,8 +42,11 @@ type ManagerOptions struct {
 	RetentionCheckInterval time.Duration
 	CleanerInterval        time.Duration
 	FlushInterval          time.Duration
-	Logger                 *slog.Logger
-	Now                    func() time.Time
+	// MaxOpenFiles is the budget of segment files open at once across the
+	// data dir (see FileBudget): 0 means DefaultMaxOpenFiles, < 0 no limit.
+	MaxOpenFiles int
+	Logger       *slog.Logger
+	Now          func() time.Time
 	// FS is how the logs change their files (nil: OSFS); tests inject failures here.
 	FS FS
 	// OnLogOffline, when set, is called once for each log that goes offline
@@ -53,11 +57,13 @@ type ManagerOptions struct {
 // Manager owns the partition logs of one data dir: it opens them all at start
 // (recovering those the last run left unclean), creates and deletes them,
 // keeps the recovery point and log start checkpoints, and runs retention,
-// compaction and periodic flushing in the background.
+// compaction and periodic flushing in the background. Its logs share one
+// open-files budget.
 type Manager struct {
 	dir    string
 	opts   ManagerOptions
 	codecs *Codecs
+	files  *FileBudget
 	lock   *os.File
 	clean  bool
 
@@ -104,6 +110,9 @@ func OpenManager(dir string, opts ManagerOptions) (*Manager, error) {
 	if opts.FlushInterval <= 0 {
 		opts.FlushInterval = defaultFlushInterval
 	}
+	if opts.MaxOpenFiles == 0 {
+		opts.MaxOpenFiles = DefaultMaxOpenFiles()
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
@@ -115,7 +124,7 @@ func OpenManager(dir string, opts ManagerOptions) (*Manager, error) {
 		lock.Close()
 		return nil, fmt.Errorf("data dir %s is in use by another process: %w", dir, err)
 	}
-	m := &Manager{dir: dir, opts: opts, codecs: NewCodecs(0), lock: lock, logs: map[string]*Log{}}
+	m := &Manager{dir: dir, opts: opts, codecs: NewCodecs(0), files: NewFileBudget(opts.MaxOpenFiles), lock: lock, logs: map[string]*Log{}}
 	if err := m.load(); err != nil {
 		for _, l := range m.logs {
 			_ = l.Close()
@@ -158,10 +167,9 @@ func (m *Manager) load() error {
 		if _, _, ok := ParsePartitionDir(name); !ok {
 			continue
 		}
-		l, err := Open(filepath.Join(m.dir, name), m.opts.Config, Options{
-			Clean: m.clean, RecoveryPoint: recovery[name], LogStartOffset: starts[name],
-			Codecs: m.codecs, Logger: m.opts.Logger, Now: m.opts.Now, FS: m.opts.FS, OnOffline: m.onOffline(name),
-		})
+		o := m.logOptions(name)
+		o.Clean, o.RecoveryPoint, o.LogStartOffset = m.clean, recovery[name], starts[name]
+		l, err := Open(filepath.Join(m.dir, name), m.opts.Config, o)
 		if err != nil {
 			return fmt.Errorf("open log %s: %w", name, err)
 		}
@@ -188,6 +196,9 @@ func (m *Manager) WasClean() bool { return m.clean }
 // Codecs are the codecs every log of the manager shares.
 func (m *Manager) Codecs() *Codecs { return m.codecs }
 
+// Files is the open-files budget the logs share.
+func (m *Manager) Files() *FileBudget { return m.files }
+
 // Get returns the log of a partition, if it exists.
 func (m *Manager) Get(topic string, partition int32) (*Log, bool) {
 	m.mu.Lock()
@@ -197,7 +208,8 @@ func (m *Manager) Get(topic string, partition int32) (*Log, bool) {
 }
 
 // GetOrCreate returns a partition's log, creating it with cfg if needed (an
-// existing log takes cfg as its new configuration).
+// existing log takes cfg as its new configuration). A log that cannot be
+// created leaves nothing behind: its directory is removed again.
 func (m *Manager) GetOrCreate(topic string, partition int32, cfg Config) (*Log, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -214,16 +226,31 @@ func (m *Manager) GetOrCreate(topic string, partition int32, cfg Config) (*Log, 
 	if l, ok := m.logs[name]; ok {
 		return l, l.SetConfig(cfg)
 	}
-	l, err := Open(filepath.Join(m.dir, name), cfg, Options{Codecs: m.codecs, Logger: m.opts.Logger, Now: m.opts.Now,
-		FS: m.opts.FS, OnOffline: m.onOffline(name)})
-	if err != nil {
-		return nil, err
+	dir := filepath.Join(m.dir, name)
+	_, statErr := os.Stat(dir)
+	fresh := errors.Is(statErr, fs.ErrNotExist)
+	l, err := Open(dir, cfg, m.logOptions(name))
+	if err == nil {
+		if err = syncDir(m.dir); err != nil {
+			err = errors.Join(err, l.Close())
+		}
 	}
-	if err := syncDir(m.dir); err != nil {
-		return nil, errors.Join(err, l.Close())
+	if err != nil {
+		err = fmt.Errorf("create log %s: %w", name, err)
+		if fresh { // leave no half-made log for the next start to find
+			if rerr := os.RemoveAll(dir); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("remove %s: %w", dir, rerr))
+			}
+		}
+		return nil, err
 	}
 	m.logs[name] = l
 	return l, nil
+}
+
+// logOptions are how the manager opens the log named name.
+func (m *Manager) logOptions(name string) Options {
+	return Options{Codecs: m.codecs, Logger: m.opts.Logger, Now: m.opts.Now, FS: m.opts.FS, OnOffline: m.onOffline(name), Files: m.files}
 }
 
 // onOffline is the OnOffline hook of the log named name.

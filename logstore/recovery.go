@@ -31,16 +31,18 @@ func (l *Log) load(opts Options) error {
 		}
 	}()
 	for _, base := range bases {
-		s, err := openSegmentFiles(l.ops, l.dir, base, false, l.now().UnixMilli())
-		if err != nil {
-			return err
-		}
+		// Files open when first used (and may close again under the budget):
+		// a data dir may hold more segments than the process may open files.
+		s := newSegment(l.ops, base, filepath.Join(l.dir, segmentName(base)), l.now().UnixMilli())
 		segs = append(segs, s)
-		fi, err := s.log.Stat()
+		fi, err := os.Stat(s.path + logSuffix)
 		if err != nil {
 			return fmt.Errorf("stat segment %s: %w", segmentName(base), err)
 		}
 		s.size.Store(fi.Size())
+		// What an earlier run wrote is no descriptor's of ours to report an
+		// fsync error on: the files may close (recovery fsyncs what it scans).
+		s.synced.Store(fi.Size())
 	}
 
 	recoverFrom := len(segs)
@@ -49,7 +51,11 @@ func (l *Log) load(opts Options) error {
 	}
 	rep := RecoveryReport{TruncatedAt: -1}
 	for i := 0; i < recoverFrom; i++ {
-		if !segs[i].loadIndexes(cfg.IndexIntervalBytes) || segs[i].loadTail() != nil {
+		ok, err := segs[i].loadTrusted(cfg.IndexIntervalBytes)
+		if err != nil {
+			return err
+		}
+		if !ok {
 			rep.IndexesRebuilt++
 			recoverFrom = i // damaged where we trusted it: validate from here on
 			break
@@ -121,8 +127,8 @@ func (l *Log) load(opts Options) error {
 
 	if rep.Recovered { // what we read back may only be in the page cache
 		for _, s := range segs[min(recoverFrom, len(segs)-1):] {
-			if err := l.ops.fs.Sync(s.log); err != nil {
-				return fmt.Errorf("fsync recovered segment %s: %w", segmentName(s.base), err)
+			if err := s.sync(false); err != nil {
+				return fmt.Errorf("recovery: %w", unfault(err))
 			}
 		}
 		if err := l.ops.fs.SyncDir(l.dir); err != nil {
@@ -192,9 +198,21 @@ func (l *Log) listSegments() ([]int64, error) {
 	return bases, nil
 }
 
+// loadTrusted loads a segment trusted to be whole (below the recovery point):
+// its indexes and the state past the last index entry. false: they do not fit
+// the log file, the segment needs a scan.
+func (s *segment) loadTrusted(interval int64) (bool, error) {
+	f, err := s.pin()
+	if err != nil {
+		return false, err
+	}
+	defer f.release()
+	return s.loadIndexes(f, interval) && s.loadTail(f) == nil, nil
+}
+
 // loadIndexes reads the index files of a segment trusted to be whole; false if
 // they are missing or do not fit the log file. interval is index.interval.bytes.
-func (s *segment) loadIndexes(interval int64) bool {
+func (s *segment) loadIndexes(f *segFiles, interval int64) bool {
 	size := s.size.Load()
 	od, err1 := os.ReadFile(s.path + indexSuffix)
 	td, err2 := os.ReadFile(s.path + timeIndexSuffix)
@@ -218,7 +236,7 @@ func (s *segment) loadIndexes(interval int64) bool {
 			if pos > 0 && pos >= interval {
 				return false
 			}
-			if _, err := s.log.ReadAt(hdr[:], pos); err != nil || Batch(hdr[:]).Size() < BatchHeaderSize {
+			if _, err := f.log.ReadAt(hdr[:], pos); err != nil || Batch(hdr[:]).Size() < BatchHeaderSize {
 				return false
 			}
 		}
@@ -229,14 +247,14 @@ func (s *segment) loadIndexes(interval int64) bool {
 		// time index without it was deleted or cut, and the largest
 		// timestamp (retention, OffsetForTimestamp) would come out too small.
 		var hdr [BatchHeaderSize]byte
-		if _, err := s.log.ReadAt(hdr[:], 0); err != nil || Batch(hdr[:]).MaxTimestamp() != noTimestamp {
+		if _, err := f.log.ReadAt(hdr[:], 0); err != nil || Batch(hdr[:]).MaxTimestamp() != noTimestamp {
 			return false
 		}
 	}
 	if n := offs.len(); n > 0 { // the last entry must point at the batch it names
 		var hdr [BatchHeaderSize]byte
 		e := offs.at(n - 1)
-		if _, err := s.log.ReadAt(hdr[:], int64(e.pos)); err != nil || Batch(hdr[:]).BaseOffset() != s.base+int64(e.rel) {
+		if _, err := f.log.ReadAt(hdr[:], int64(e.pos)); err != nil || Batch(hdr[:]).BaseOffset() != s.base+int64(e.rel) {
 			return false
 		}
 	}
@@ -248,12 +266,20 @@ func (s *segment) loadIndexes(interval int64) bool {
 // recoverSegment validates every batch of s, rebuilds its indexes and cuts it
 // at the first bad batch. reason is non-empty when it cut.
 func (l *Log) recoverSegment(s *segment, expect int64, prevEpoch *int32, epochsOK bool, cfg *Config) (next int64, reason string, err error) {
+	f, err := s.pin()
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.release()
+	// What the scan read back may be only in the page cache: load fsyncs it
+	// before the files may close (see segment.clean).
+	s.synced.Store(-1)
 	size := s.size.Load()
 	firstStart, firstEpoch := int64(math.MaxInt64), UndefinedEpoch
 	if ents := l.epochs.snapshot(); len(ents) > 0 {
 		firstStart, firstEpoch = ents[0].StartOffset, ents[0].Epoch
 	}
-	valid, reason := s.reindex(cfg, func(b Batch) string {
+	valid, reason := s.reindex(f, cfg, func(b Batch) string {
 		r := checkBatch(b, s, expect, *prevEpoch)
 		if r == "" && epochsOK {
 			r = checkEpoch(b, l.epochs, firstStart, firstEpoch)
@@ -264,15 +290,15 @@ func (l *Log) recoverSegment(s *segment, expect int64, prevEpoch *int32, epochsO
 		return r
 	})
 	if valid != size {
-		if err := l.ops.fs.Truncate(s.log, valid); err != nil {
+		if err := l.ops.fs.Truncate(f.log, valid); err != nil {
 			return 0, "", fmt.Errorf("truncate damaged segment %s: %w", segmentName(s.base), err)
 		}
 		s.size.Store(valid)
 	}
-	if err := s.rebuildIndexFiles(); err != nil {
+	if err := s.rebuildIndexFiles(f); err != nil {
 		return 0, "", err
 	}
-	if err := s.loadTail(); err != nil {
+	if err := s.loadTail(f); err != nil {
 		return 0, "", err
 	}
 	return s.next.Load(), reason, nil
@@ -282,14 +308,14 @@ func (l *Log) recoverSegment(s *segment, expect int64, prevEpoch *int32, epochsO
 // appends would have built them. check, when set, vets each batch; the scan
 // stops at the first it refuses (or at a torn or impossible one) and returns
 // how many bytes were valid and why it stopped. The caller writes the files.
-func (s *segment) reindex(cfg *Config, check func(Batch) string) (valid int64, reason string) {
+func (s *segment) reindex(f *segFiles, cfg *Config, check func(Batch) string) (valid int64, reason string) {
 	size := s.size.Load()
 	offs, times := &chunkedList[offsetEntry]{}, &chunkedList[timeEntry]{}
 	s.offsets.Store(offs)
 	s.times.Store(times)
 	s.bytesSinceIndex = 0
 	s.maxTS.Store(noTimestamp)
-	sc := newScanner(s.log, 0, size)
+	sc := newScanner(f.log, 0, size)
 	for {
 		b, ok := sc.next()
 		if !ok {
@@ -362,7 +388,11 @@ func checkEpoch(b Batch, c *epochCache, firstStart int64, firstEpoch int32) stri
 func (l *Log) rebuildEpochs(segs []*segment) error {
 	var entries []EpochEntry
 	for _, s := range segs {
-		sc := newScanner(s.log, 0, s.size.Load())
+		f, err := s.pin()
+		if err != nil {
+			return fmt.Errorf("rebuild leader epochs: %w", err)
+		}
+		sc := newScanner(f.log, 0, s.size.Load())
 		for {
 			b, ok := sc.next()
 			if !ok {
@@ -373,6 +403,7 @@ func (l *Log) rebuildEpochs(segs []*segment) error {
 				entries = append(entries, EpochEntry{Epoch: e, StartOffset: max(b.BaseOffset(), l.logStart.Load())})
 			}
 		}
+		f.release()
 		if sc.err != nil && !errors.Is(sc.err, ErrCorruptBatch) {
 			return fmt.Errorf("rebuild leader epochs: %w", sc.err)
 		}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 )
 
@@ -23,22 +24,27 @@ const (
 func segmentName(base int64) string { return fmt.Sprintf("%020d", base) }
 
 // segment is one .log file with its two sparse indexes. One writer (the log,
-// under its lock) appends; readers use ReadAt below the published size.
+// under its lock) appends; readers use ReadAt below the published size. The
+// files open on first use and may be closed while idle (see FileBudget); the
+// in-memory state below stays, so reopening reads nothing back.
 type segment struct {
 	base int64
-	path string // directory + name, without suffix
-	log  *os.File
-	oidx *os.File
-	tidx *os.File
-	ops  *fileOps // the log's: how files change, where cleanup failures go
+	path string   // directory + name, without suffix
+	ops  *fileOps // the log's: how files change, where cleanup failures go, the open-files budget
+
+	files  atomic.Pointer[segFiles] // nil while closed
+	openMu sync.Mutex               // opening and closing the files; guards gone
+	gone   bool                     // retired or released: never reopen
+	ring   int                      // position on the budget's ring (-1: off it); under the budget's mu
 
 	size    atomic.Int64 // bytes of whole, written batches
+	synced  atomic.Int64 // bytes of the log known to be fsynced through the current files
 	next    atomic.Int64 // offset after the segment's last batch (base when empty)
 	maxTS   atomic.Int64 // largest batch timestamp, noTimestamp when empty
 	offsets atomic.Pointer[chunkedList[offsetEntry]]
 	times   atomic.Pointer[chunkedList[timeEntry]]
 
-	refs   atomic.Int32 // the log's own reference plus one per reader
+	refs   atomic.Int32 // the log's own reference plus one per flush or compaction using it
 	remove atomic.Bool  // delete the files when the last reference goes
 
 	// Writer-only state.
@@ -48,9 +54,9 @@ type segment struct {
 	entryBuf        [timeEntrySize]byte // an index entry being written: the seam's WriteAt would make a local escape
 }
 
-// newSegment is an empty segment with no files yet, holding the log's reference.
+// newSegment is an empty segment with no files open yet, holding the log's reference.
 func newSegment(ops *fileOps, base int64, path string, opened int64) *segment {
-	s := &segment{base: base, path: path, firstTS: noTimestamp, opened: opened, ops: ops}
+	s := &segment{base: base, path: path, firstTS: noTimestamp, opened: opened, ops: ops, ring: -1}
 	s.refs.Store(1)
 	s.next.Store(base)
 	s.maxTS.Store(noTimestamp)
@@ -59,64 +65,30 @@ func newSegment(ops *fileOps, base int64, path string, opened int64) *segment {
 	return s
 }
 
-func openSegmentFiles(ops *fileOps, dir string, base int64, create bool, now int64) (*segment, error) {
-	s := newSegment(ops, base, filepath.Join(dir, segmentName(base)), now)
-	flags := os.O_RDWR
-	if create {
-		flags |= os.O_CREATE | os.O_EXCL
-	}
-	var err error
-	if s.log, err = ops.fs.OpenFile(s.path+logSuffix, flags, 0o644); err != nil {
-		return nil, fmt.Errorf("open segment: %w", err)
-	}
-	// Index files are derived data: (re)create them freely.
-	if s.oidx, err = ops.fs.OpenFile(s.path+indexSuffix, os.O_RDWR|os.O_CREATE, 0o644); err != nil {
-		s.closeFiles()
-		return nil, fmt.Errorf("open index: %w", err)
-	}
-	if s.tidx, err = ops.fs.OpenFile(s.path+timeIndexSuffix, os.O_RDWR|os.O_CREATE, 0o644); err != nil {
-		s.closeFiles()
-		return nil, fmt.Errorf("open time index: %w", err)
-	}
-	return s, nil
-}
-
+// createSegment creates a new, empty segment's files.
 func createSegment(ops *fileOps, dir string, base int64, now int64) (*segment, error) {
-	s, err := openSegmentFiles(ops, dir, base, true, now)
+	s := newSegment(ops, base, filepath.Join(dir, segmentName(base)), now)
+	f, err := openSegFiles(ops, s.path, true)
 	if err != nil {
 		return nil, err
 	}
-	if err := ops.fs.Truncate(s.oidx, 0); err != nil {
-		s.closeFiles()
+	if err := ops.fs.Truncate(f.oidx, 0); err != nil {
+		f.closeAll()
 		return nil, fmt.Errorf("reset index: %w", err)
 	}
-	if err := ops.fs.Truncate(s.tidx, 0); err != nil {
-		s.closeFiles()
+	if err := ops.fs.Truncate(f.tidx, 0); err != nil {
+		f.closeAll()
 		return nil, fmt.Errorf("reset time index: %w", err)
 	}
+	s.install(f)
 	return s, nil
 }
 
-func (s *segment) closeFiles() {
-	s.ops.close(s.log)
-	s.ops.close(s.oidx)
-	s.ops.close(s.tidx)
-}
+// acquire takes a reference; false if the segment is already gone.
+func (s *segment) acquire() bool { return acquireRef(&s.refs) }
 
-// acquire takes a reader reference; false if the segment is already gone.
-func (s *segment) acquire() bool {
-	for {
-		r := s.refs.Load()
-		if r <= 0 {
-			return false
-		}
-		if s.refs.CompareAndSwap(r, r+1) {
-			return true
-		}
-	}
-}
-
-// release drops a reference; the last one closes (and maybe deletes) the files.
+// release drops a reference; the last one closes (and maybe deletes) the
+// files. Readers still holding the files finish on them.
 func (s *segment) release() {
 	if s.refs.Add(-1) != 0 {
 		return
@@ -142,6 +114,7 @@ func (s *segment) removeFiles() {
 // would take it back into the log: the error is a fault, and the log goes
 // offline (a restart's recovery then judges the files).
 func (s *segment) retire() error {
+	s.setGone(true) // the names are about to change: never reopen them
 	var errs []error
 	for _, suf := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
 		if err := s.ops.fs.Rename(s.path+suf, s.path+suf+deletedSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -152,29 +125,6 @@ func (s *segment) retire() error {
 	return fault(errors.Join(errs...))
 }
 
-// sync makes the segment's log file durable, and its indexes too when final
-// (a rolled segment's). Any failure is a fault.
-func (s *segment) sync(final bool) error {
-	if err := s.ops.fs.Sync(s.log); err != nil {
-		return fault(fmt.Errorf("fsync segment %s: %w", segmentName(s.base), err))
-	}
-	if !final {
-		return nil
-	}
-	return s.syncIndexes()
-}
-
-// syncIndexes makes both index files durable; a failure is a fault.
-func (s *segment) syncIndexes() error {
-	if err := s.ops.fs.Sync(s.oidx); err != nil {
-		return fault(fmt.Errorf("fsync index %s: %w", segmentName(s.base), err))
-	}
-	if err := s.ops.fs.Sync(s.tidx); err != nil {
-		return fault(fmt.Errorf("fsync time index %s: %w", segmentName(s.base), err))
-	}
-	return nil
-}
-
 // indexFull reports whether the offset index reached its entry limit.
 func (s *segment) indexFull(maxEntries int) bool { return s.offsets.Load().len() >= maxEntries }
 
@@ -182,12 +132,17 @@ func (s *segment) indexFull(maxEntries int) bool { return s.offsets.Load().len()
 // On error nothing is published and the file is cut back; a failed cut-back
 // is a fault (the file holds bytes the log does not account for).
 func (s *segment) appendBatch(b Batch, indexInterval int64) error {
-	pos := s.size.Load()
-	if _, err := s.ops.fs.WriteAt(s.log, b, pos); err != nil {
-		return s.cutBack(pos, fmt.Errorf("write segment %s: %w", segmentName(s.base), err))
+	f, err := s.pin()
+	if err != nil {
+		return fmt.Errorf("write segment %s: %w", segmentName(s.base), err)
 	}
-	if err := s.addIndexEntry(b, pos, indexInterval); err != nil {
-		return s.cutBack(pos, err)
+	defer f.release()
+	pos := s.size.Load()
+	if _, err := s.ops.fs.WriteAt(f.log, b, pos); err != nil {
+		return s.cutBack(f, pos, fmt.Errorf("write segment %s: %w", segmentName(s.base), err))
+	}
+	if err := s.addIndexEntry(f, b, pos, indexInterval); err != nil {
+		return s.cutBack(f, pos, err)
 	}
 	s.noteBatch(b, int64(len(b)))
 	s.size.Store(pos + int64(len(b))) // publish last: readers never see a partial batch
@@ -195,8 +150,8 @@ func (s *segment) appendBatch(b Batch, indexInterval int64) error {
 }
 
 // cutBack truncates the log file to pos after a failed append (err).
-func (s *segment) cutBack(pos int64, err error) error {
-	if terr := s.ops.fs.Truncate(s.log, pos); terr != nil {
+func (s *segment) cutBack(f *segFiles, pos int64, err error) error {
+	if terr := s.ops.fs.Truncate(f.log, pos); terr != nil {
 		return fault(fmt.Errorf("%w; cutting segment %s back to %d failed too: %w", err, segmentName(s.base), pos, terr))
 	}
 	return err
@@ -220,7 +175,7 @@ func (s *segment) indexEntries(b Batch, pos, interval int64) (oe offsetEntry, te
 
 // addIndexEntry writes an offset index entry (and a time index entry when the
 // largest timestamp grew) for the batch at pos.
-func (s *segment) addIndexEntry(b Batch, pos, interval int64) error {
+func (s *segment) addIndexEntry(f *segFiles, b Batch, pos, interval int64) error {
 	oe, te, addOffset, addTime := s.indexEntries(b, pos, interval)
 	if !addOffset {
 		return nil
@@ -231,14 +186,14 @@ func (s *segment) addIndexEntry(b Batch, pos, interval int64) error {
 	// stray entry past the end, which the next write overwrites and an open
 	// checks; it is reported with the write's error.
 	fs := s.ops.fs
-	if _, err := fs.WriteAt(s.oidx, putOffsetEntry(s.entryBuf[:], oe), n*offsetEntrySize); err != nil {
-		return errors.Join(fmt.Errorf("write index %s: %w", segmentName(s.base), err), fs.Truncate(s.oidx, n*offsetEntrySize))
+	if _, err := fs.WriteAt(f.oidx, putOffsetEntry(s.entryBuf[:], oe), n*offsetEntrySize); err != nil {
+		return errors.Join(fmt.Errorf("write index %s: %w", segmentName(s.base), err), fs.Truncate(f.oidx, n*offsetEntrySize))
 	}
 	if addTime {
 		tn := int64(times.len())
-		if _, err := fs.WriteAt(s.tidx, putTimeEntry(s.entryBuf[:], te), tn*timeEntrySize); err != nil {
+		if _, err := fs.WriteAt(f.tidx, putTimeEntry(s.entryBuf[:], te), tn*timeEntrySize); err != nil {
 			return errors.Join(fmt.Errorf("write time index %s: %w", segmentName(s.base), err),
-				fs.Truncate(s.tidx, tn*timeEntrySize), fs.Truncate(s.oidx, n*offsetEntrySize))
+				fs.Truncate(f.tidx, tn*timeEntrySize), fs.Truncate(f.oidx, n*offsetEntrySize))
 		}
 		times.push(te)
 	}
@@ -261,11 +216,11 @@ func (s *segment) noteBatch(b Batch, n int64) {
 }
 
 // position returns the file position to start scanning from for offset.
-func (s *segment) position(offset int64) int64 {
+func (s *segment) position(f *segFiles, offset int64) int64 {
 	from, base, _ := s.walkSpan(offset)
 	if from > 0 {
 		var hdr [BatchHeaderSize]byte
-		if _, err := s.log.ReadAt(hdr[:], from); err != nil || !s.indexedBatchOK(hdr[:], from, base, s.size.Load()) {
+		if _, err := f.log.ReadAt(hdr[:], from); err != nil || !s.indexedBatchOK(hdr[:], from, base, s.size.Load()) {
 			return 0
 		}
 	}
@@ -306,9 +261,9 @@ func (s *segment) walkSpan(offset int64) (from, base, next int64) {
 
 // findBatch returns the position and header of the first batch whose last
 // offset is >= offset, or pos == -1 if there is none below size.
-func (s *segment) findBatch(offset, size int64) (int64, Batch, error) {
+func (s *segment) findBatch(f *segFiles, offset, size int64) (int64, Batch, error) {
 	var w readWindow
-	pos, hdr, err := s.seekBatch(offset, size, &w)
+	pos, hdr, err := s.seekBatch(f, offset, size, &w)
 	if err != nil || pos < 0 {
 		return -1, nil, err
 	}
@@ -333,7 +288,7 @@ func (w *readWindow) bytes(pos, n int64) ([]byte, bool) {
 }
 
 // seekBatch is findBatch reading through w; hdr aliases w.
-func (s *segment) seekBatch(offset, size int64, w *readWindow) (int64, Batch, error) {
+func (s *segment) seekBatch(f *segFiles, offset, size int64, w *readWindow) (int64, Batch, error) {
 	pos, base, next := s.walkSpan(offset)
 	// An index entry is trusted once the header it points at checks out.
 	indexed := pos > 0
@@ -348,7 +303,7 @@ func (s *segment) seekBatch(offset, size int64, w *readWindow) (int64, Batch, er
 			if end < pos+BatchHeaderSize {
 				end = size
 			}
-			got, err := s.log.ReadAt(w.buf[:min(int64(len(w.buf)), end-pos)], pos)
+			got, err := f.log.ReadAt(w.buf[:min(int64(len(w.buf)), end-pos)], pos)
 			w.pos, w.n = pos, got
 			if got < BatchHeaderSize {
 				if err == nil {
@@ -382,10 +337,10 @@ func (s *segment) seekBatch(offset, size int64, w *readWindow) (int64, Batch, er
 // maxBytes (but always the first batch whole, so a reader makes progress),
 // and only batches whose last offset is below maxOffset. They are read into
 // dst when it is big enough, else into a new buffer.
-func (s *segment) read(dst []byte, offset int64, maxBytes int, maxOffset int64) ([]byte, error) {
+func (s *segment) read(f *segFiles, dst []byte, offset int64, maxBytes int, maxOffset int64) ([]byte, error) {
 	size := s.size.Load()
 	var w readWindow
-	start, first, err := s.seekBatch(offset, size, &w)
+	start, first, err := s.seekBatch(f, offset, size, &w)
 	if err != nil || start < 0 || first.LastOffset() >= maxOffset {
 		return nil, err
 	}
@@ -400,7 +355,7 @@ func (s *segment) read(dst []byte, offset int64, maxBytes int, maxOffset int64) 
 	if ahead, ok := w.bytes(start, n); ok {
 		buf = append(buf, ahead...)
 	} else {
-		got, err := s.log.ReadAt(buf[:n], start)
+		got, err := f.log.ReadAt(buf[:n], start)
 		if err != nil && !errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("read segment %s: %w", segmentName(s.base), err)
 		}
@@ -418,7 +373,7 @@ func (s *segment) read(dst []byte, offset int64, maxBytes int, maxOffset int64) 
 }
 
 // rebuildIndexFiles rewrites both index files from the in-memory entries.
-func (s *segment) rebuildIndexFiles() error {
+func (s *segment) rebuildIndexFiles(f *segFiles) error {
 	offs, times := s.offsets.Load(), s.times.Load()
 	ob := make([]byte, 0, offs.len()*offsetEntrySize)
 	for i := 0; i < offs.len(); i++ {
@@ -429,16 +384,16 @@ func (s *segment) rebuildIndexFiles() error {
 		tb = append(tb, encodeTimeEntry(times.at(i))...)
 	}
 	fs := s.ops.fs
-	if err := fs.Truncate(s.oidx, 0); err != nil {
+	if err := fs.Truncate(f.oidx, 0); err != nil {
 		return fmt.Errorf("rebuild index %s: %w", segmentName(s.base), err)
 	}
-	if _, err := fs.WriteAt(s.oidx, ob, 0); err != nil {
+	if _, err := fs.WriteAt(f.oidx, ob, 0); err != nil {
 		return fmt.Errorf("rebuild index %s: %w", segmentName(s.base), err)
 	}
-	if err := fs.Truncate(s.tidx, 0); err != nil {
+	if err := fs.Truncate(f.tidx, 0); err != nil {
 		return fmt.Errorf("rebuild time index %s: %w", segmentName(s.base), err)
 	}
-	if _, err := fs.WriteAt(s.tidx, tb, 0); err != nil {
+	if _, err := fs.WriteAt(f.tidx, tb, 0); err != nil {
 		return fmt.Errorf("rebuild time index %s: %w", segmentName(s.base), err)
 	}
 	return nil

@@ -11,9 +11,10 @@ const syncFileRangeWrite = 0x2 // SYNC_FILE_RANGE_WRITE
 // SYNC_FILE_RANGE_WRITE). Only a hint: the fdatasync that follows still
 // decides durability, it just finds less left to write.
 func (s *segment) startWriteback(off, n int64) {
-	if !s.acquire() {
-		return // removed meanwhile
+	f := s.tryPin()
+	if f == nil {
+		return // closed or removed meanwhile
 	}
-	defer s.release()
-	_ = syscall.SyncFileRange(int(s.log.Fd()), off, n, syncFileRangeWrite)
+	defer f.release()
+	_ = syscall.SyncFileRange(int(f.log.Fd()), off, n, syncFileRangeWrite)
 }
