@@ -92,4 +92,7 @@
 //     rewrites closed, committed segments keeping the last record per key,
 //     tombstones until their segment is delete.retention.ms old, then swaps
 //     each one in with a rename; readers of the old file finish on it.
+//   - Background work (Manager.Run) runs on goroutines of its own, so none
+//     waits for another: the flusher (and checkpoints), retention, and up to
+//     CleanerThreads compactors, each on one log at a time.
 package logstore

@@ -26,6 +26,7 @@ const (
 	defaultCheckInterval  = 5 * time.Minute
 	defaultCleanInterval  = 15 * time.Second
 	defaultFlushInterval  = time.Minute
+	defaultCleanerThreads = 1
 	partitionNameSplitter = "-"
 )
 
@@ -42,6 +43,9 @@ type ManagerOptions struct {
 	RetentionCheckInterval time.Duration
 	CleanerInterval        time.Duration
 	FlushInterval          time.Duration
+	// CleanerThreads bounds how many logs are compacted at once (default 1,
+	// as Kafka's log.cleaner.threads).
+	CleanerThreads int
 	// MaxOpenFiles is the budget of segment files open at once across the
 	// data dir (see FileBudget): 0 means DefaultMaxOpenFiles, < 0 no limit.
 	MaxOpenFiles int
@@ -66,10 +70,19 @@ type Manager struct {
 	files  *FileBudget
 	lock   *os.File
 	clean  bool
+	stop   context.Context // ends at Close: Run's workers stop
+	cancel context.CancelFunc
 
-	mu     sync.Mutex
-	logs   map[string]*Log
-	closed bool
+	// compact compacts one log; tests replace it to make compaction slow.
+	compact func(ctx context.Context, l *Log, committed int64) (CompactResult, error)
+
+	ckptMu sync.Mutex // one checkpoint write at a time (flusher and retention both write them)
+
+	mu         sync.Mutex
+	logs       map[string]*Log
+	closed     bool
+	running    sync.WaitGroup  // Run calls; Add under mu while not closed
+	compacting map[string]bool // logs queued for or in compaction; under mu
 }
 
 // PartitionDir names a partition's directory: "<topic>-<partition>".
@@ -110,6 +123,9 @@ func OpenManager(dir string, opts ManagerOptions) (*Manager, error) {
 	if opts.FlushInterval <= 0 {
 		opts.FlushInterval = defaultFlushInterval
 	}
+	if opts.CleanerThreads <= 0 {
+		opts.CleanerThreads = defaultCleanerThreads
+	}
 	if opts.MaxOpenFiles == 0 {
 		opts.MaxOpenFiles = DefaultMaxOpenFiles()
 	}
@@ -124,11 +140,17 @@ func OpenManager(dir string, opts ManagerOptions) (*Manager, error) {
 		lock.Close()
 		return nil, fmt.Errorf("data dir %s is in use by another process: %w", dir, err)
 	}
-	m := &Manager{dir: dir, opts: opts, codecs: NewCodecs(0), files: NewFileBudget(opts.MaxOpenFiles), lock: lock, logs: map[string]*Log{}}
+	m := &Manager{dir: dir, opts: opts, codecs: NewCodecs(0), files: NewFileBudget(opts.MaxOpenFiles), lock: lock,
+		logs: map[string]*Log{}, compacting: map[string]bool{}}
+	m.stop, m.cancel = context.WithCancel(context.Background())
+	m.compact = func(ctx context.Context, l *Log, committed int64) (CompactResult, error) {
+		return l.Compact(ctx, committed)
+	}
 	if err := m.load(); err != nil {
 		for _, l := range m.logs {
 			_ = l.Close()
 		}
+		m.cancel()
 		lock.Close()
 		return nil, err
 	}
@@ -319,6 +341,8 @@ func (m *Manager) committed(name string, l *Log) int64 {
 
 // Checkpoint writes the recovery points (each log's durable offset) and log start offsets.
 func (m *Manager) Checkpoint() error {
+	m.ckptMu.Lock() // a later snapshot must not be overwritten by an earlier one
+	defer m.ckptMu.Unlock()
 	logs := m.snapshot()
 	rp := make(map[string]int64, len(logs))
 	ls := make(map[string]int64, len(logs))
@@ -345,26 +369,110 @@ func (m *Manager) DeleteRecordsBefore(topic string, partition int32, offset int6
 	return m.Checkpoint()
 }
 
-// Run does the background work until ctx ends: retention, compaction, and
-// flushing plus checkpoints. It returns when ctx is done.
+// Run does the background work until ctx ends or the manager closes, each
+// kind on its own goroutine so that none waits for another (a long
+// compaction delays no flush and no retention): flushing plus checkpoints,
+// retention, and compaction on up to CleanerThreads workers, one log per
+// worker. It returns once they all stopped.
 func (m *Manager) Run(ctx context.Context) {
-	retention := time.NewTicker(m.opts.RetentionCheckInterval)
-	cleaner := time.NewTicker(m.opts.CleanerInterval)
-	flusher := time.NewTicker(m.opts.FlushInterval)
-	defer retention.Stop()
-	defer cleaner.Stop()
-	defer flusher.Stop()
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	m.running.Add(1)
+	m.mu.Unlock()
+	defer m.running.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(m.stop, cancel)()
+
+	var wg sync.WaitGroup
+	every := func(interval time.Duration, fn func(context.Context)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(interval)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					fn(ctx)
+				}
+			}
+		}()
+	}
+	jobs := make(chan string)
+	for range m.opts.CleanerThreads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.compactor(ctx, jobs)
+		}()
+	}
+	every(m.opts.FlushInterval, m.FlushAll)
+	every(m.opts.RetentionCheckInterval, func(context.Context) { m.RunRetention() })
+	every(m.opts.CleanerInterval, func(ctx context.Context) { m.queueCompactions(ctx, jobs) })
+	wg.Wait()
+}
+
+// queueCompactions hands every log that needs compaction and is not queued
+// or being compacted already to the compactors; it waits while they are all busy.
+func (m *Manager) queueCompactions(ctx context.Context, jobs chan<- string) {
+	for name, l := range m.snapshot() {
+		if !l.NeedsCompaction(m.committed(name, l)) {
+			continue
+		}
+		m.mu.Lock()
+		busy := m.compacting[name]
+		m.compacting[name] = true
+		m.mu.Unlock()
+		if busy {
+			continue
+		}
+		select {
+		case jobs <- name:
+		case <-ctx.Done():
+			m.doneCompacting(name)
+			return
+		}
+	}
+}
+
+func (m *Manager) doneCompacting(name string) {
+	m.mu.Lock()
+	delete(m.compacting, name)
+	m.mu.Unlock()
+}
+
+// compactor compacts the logs it is handed until ctx ends.
+func (m *Manager) compactor(ctx context.Context, jobs <-chan string) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-retention.C:
-			m.RunRetention()
-		case <-cleaner.C:
-			m.RunCompaction(ctx)
-		case <-flusher.C:
-			m.FlushAll(ctx)
+		case name := <-jobs:
+			m.mu.Lock()
+			l, ok := m.logs[name]
+			m.mu.Unlock()
+			if ok {
+				m.compactLog(ctx, name, l)
+			}
+			m.doneCompacting(name)
 		}
+	}
+}
+
+// compactLog compacts one log if it needs it, logging a failure.
+func (m *Manager) compactLog(ctx context.Context, name string, l *Log) {
+	committed := m.committed(name, l)
+	if !l.NeedsCompaction(committed) {
+		return
+	}
+	if _, err := m.compact(ctx, l, committed); err != nil && !quiet(err) && ctx.Err() == nil {
+		m.opts.Logger.Error("compaction failed", "log", name, "err", err)
 	}
 }
 
@@ -380,16 +488,10 @@ func (m *Manager) RunRetention() {
 	}
 }
 
-// RunCompaction compacts every log that needs it, once.
+// RunCompaction compacts every log that needs it, once, one after another.
 func (m *Manager) RunCompaction(ctx context.Context) {
 	for name, l := range m.snapshot() {
-		committed := m.committed(name, l)
-		if !l.NeedsCompaction(committed) {
-			continue
-		}
-		if _, err := l.Compact(ctx, committed); err != nil && !quiet(err) && ctx.Err() == nil {
-			m.opts.Logger.Error("compaction failed", "log", name, "err", err)
-		}
+		m.compactLog(ctx, name, l)
 	}
 }
 
@@ -409,8 +511,8 @@ func (m *Manager) FlushAll(ctx context.Context) {
 	}
 }
 
-// Close flushes and closes every log, writes the checkpoints and then the
-// clean shutdown marker, and releases the data dir.
+// Close stops Run's workers, flushes and closes every log, writes the
+// checkpoints and then the clean shutdown marker, and releases the data dir.
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	if m.closed {
@@ -420,6 +522,8 @@ func (m *Manager) Close() error {
 	m.closed = true
 	logs := m.logs
 	m.mu.Unlock()
+	m.cancel() // background work stops before the logs close
+	m.running.Wait()
 	var errs []error
 	rp := make(map[string]int64, len(logs))
 	ls := make(map[string]int64, len(logs))

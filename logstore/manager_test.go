@@ -2,8 +2,10 @@ package logstore
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -163,5 +165,117 @@ func TestManagerRunAppliesRetention(t *testing.T) {
 	}
 	if l.LogStartOffset() == 0 {
 		t.Fatal("log start did not advance")
+	}
+}
+
+// utEventually waits for cond, polling, and fails after timeout.
+func utEventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition, bounded by the deadline
+	}
+}
+
+// Compactions that take long (here: until the test lets them go) hold up
+// neither the flusher nor retention, run on at most CleanerThreads logs at a
+// time, and are stopped by Close.
+func TestManagerBackgroundWorkDoesNotQueueBehindCompaction(t *testing.T) {
+	clock := &fakeClock{}
+	clock.ms.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
+	m, err := OpenManager(t.TempDir(), ManagerOptions{Config: managerConfig(), Now: clock.now, CleanerThreads: 2,
+		RetentionCheckInterval: 5 * time.Millisecond, CleanerInterval: 5 * time.Millisecond, FlushInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	release := make(chan struct{})
+	var mu sync.Mutex
+	running, most, started := 0, 0, map[string]bool{}
+	m.compact = func(ctx context.Context, l *Log, _ int64) (CompactResult, error) {
+		mu.Lock()
+		running++
+		most = max(most, running)
+		started[l.Dir()] = true
+		mu.Unlock()
+		defer func() { mu.Lock(); running--; mu.Unlock() }()
+		mu.Lock()
+		gate := release
+		mu.Unlock()
+		select { // a compaction that takes as long as the test wants
+		case <-gate:
+		case <-ctx.Done():
+		}
+		return CompactResult{}, ctx.Err()
+	}
+	compacted := compactConfig()
+	for p := range int32(3) {
+		l, err := m.GetOrCreate("compacted", p, compacted)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 200 {
+			appendKV(t, l, clock.ms.Load(), fmt.Sprintf("k%d", i%10), "value-value-value-value-value-value-value-value")
+		}
+		if err := l.Sync(context.Background()); err != nil { // committed: compaction has work
+			t.Fatal(err)
+		}
+	}
+	expiring := managerConfig()
+	expiring.RetentionMs = time.Hour.Milliseconds()
+	old, err := m.GetOrCreate("expiring", 0, expiring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 60 {
+		appendKV(t, old, clock.ms.Load(), "k", "value-value-value-value-value-value-value-value")
+	}
+	if err := old.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	unsynced, err := m.GetOrCreate("unsynced", 0, managerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	done := make(chan struct{})
+	go func() { m.Run(context.Background()); close(done) }()
+	utEventually(t, 10*time.Second, "no compaction started", func() bool { mu.Lock(); defer mu.Unlock(); return running > 0 })
+	// While compactions hang, flushing and retention go on.
+	fill(t, unsynced, 10)
+	utEventually(t, 10*time.Second, "the flusher did not flush while compactions ran", func() bool {
+		return unsynced.DurableOffset() == unsynced.LogEndOffset()
+	})
+	clock.advance(2 * time.Hour)
+	utEventually(t, 10*time.Second, "retention did not run while compactions ran", func() bool { return old.LogStartOffset() > 0 })
+	utEventually(t, 10*time.Second, "compactions did not run side by side", func() bool { mu.Lock(); defer mu.Unlock(); return running == 2 })
+	mu.Lock()
+	if most != 2 || len(started) != 2 {
+		t.Errorf("%d compactions ran at once on %d logs, want 2 (cleaner threads)", most, len(started))
+	}
+	mu.Unlock()
+	mu.Lock()
+	close(release)
+	mu.Unlock()
+	utEventually(t, 10*time.Second, "the third log was never compacted", func() bool { mu.Lock(); defer mu.Unlock(); return len(started) == 3 })
+
+	mu.Lock()
+	release = make(chan struct{}) // new compactions block again, until Close stops them
+	mu.Unlock()
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	default:
+		t.Fatal("Close returned while Run's workers were still running")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if most > 2 {
+		t.Fatalf("%d compactions ran at once, want at most 2", most)
 	}
 }
