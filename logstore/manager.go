@@ -81,8 +81,10 @@ type Manager struct {
 	mu         sync.Mutex
 	logs       map[string]*Log
 	closed     bool
-	running    sync.WaitGroup  // Run calls; Add under mu while not closed
-	compacting map[string]bool // logs queued for or in compaction; under mu
+	running    sync.WaitGroup           // Run calls; Add under mu while not closed
+	creates    sync.WaitGroup           // GetOrCreate calls creating a log; Add under mu while not closed
+	creating   map[string]chan struct{} // logs being created, closed when done; under mu
+	compacting map[string]bool          // logs queued for or in compaction; under mu
 }
 
 // PartitionDir names a partition's directory: "<topic>-<partition>".
@@ -141,7 +143,7 @@ func OpenManager(dir string, opts ManagerOptions) (*Manager, error) {
 		return nil, fmt.Errorf("data dir %s is in use by another process: %w", dir, err)
 	}
 	m := &Manager{dir: dir, opts: opts, codecs: NewCodecs(0), files: NewFileBudget(opts.MaxOpenFiles), lock: lock,
-		logs: map[string]*Log{}, compacting: map[string]bool{}}
+		logs: map[string]*Log{}, creating: map[string]chan struct{}{}, compacting: map[string]bool{}}
 	m.stop, m.cancel = context.WithCancel(context.Background())
 	m.compact = func(ctx context.Context, l *Log, committed int64) (CompactResult, error) {
 		return l.Compact(ctx, committed)
@@ -240,14 +242,48 @@ func (m *Manager) GetOrCreate(topic string, partition int32, cfg Config) (*Log, 
 	if _, _, ok := ParsePartitionDir(name); !ok || strings.ContainsAny(topic, `/\`) || topic == "." || topic == ".." {
 		return nil, fmt.Errorf("invalid partition name %q", name)
 	}
+	for {
+		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if l, ok := m.logs[name]; ok {
+			m.mu.Unlock()
+			return l, l.SetConfig(cfg)
+		}
+		busy, ok := m.creating[name]
+		if !ok {
+			break // m.mu held
+		}
+		m.mu.Unlock()
+		<-busy // another caller is creating it: take theirs
+	}
+	// Created outside the lock, so that creating many logs at once (a wide
+	// topic) overlaps their fsyncs and does not stall Get.
+	done := make(chan struct{})
+	m.creating[name] = done
+	m.creates.Add(1)
+	m.mu.Unlock()
+	defer m.creates.Done()
+	l, err := m.create(name, cfg)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	delete(m.creating, name)
+	close(done)
+	if err != nil {
+		return nil, err
+	}
 	if m.closed {
+		_ = l.Close()
 		return nil, ErrClosed
 	}
-	if l, ok := m.logs[name]; ok {
-		return l, l.SetConfig(cfg)
-	}
+	m.logs[name] = l
+	return l, nil
+}
+
+// create opens a new log's directory; if that fails, the directory goes again.
+func (m *Manager) create(name string, cfg Config) (*Log, error) {
 	dir := filepath.Join(m.dir, name)
 	_, statErr := os.Stat(dir)
 	fresh := errors.Is(statErr, fs.ErrNotExist)
@@ -266,7 +302,6 @@ func (m *Manager) GetOrCreate(topic string, partition int32, cfg Config) (*Log, 
 		}
 		return nil, err
 	}
-	m.logs[name] = l
 	return l, nil
 }
 
@@ -520,10 +555,13 @@ func (m *Manager) Close() error {
 		return nil
 	}
 	m.closed = true
-	logs := m.logs
 	m.mu.Unlock()
 	m.cancel() // background work stops before the logs close
 	m.running.Wait()
+	m.creates.Wait() // a log created meanwhile is closed by its creator
+	m.mu.Lock()
+	logs := m.logs
+	m.mu.Unlock()
 	var errs []error
 	rp := make(map[string]int64, len(logs))
 	ls := make(map[string]int64, len(logs))

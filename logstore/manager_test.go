@@ -279,3 +279,45 @@ func TestManagerBackgroundWorkDoesNotQueueBehindCompaction(t *testing.T) {
 		t.Fatalf("%d compactions ran at once, want at most 2", most)
 	}
 }
+
+// Logs are created concurrently (a wide topic overlaps their fsyncs), and
+// callers asking for the same log all get the one log.
+func TestManagerCreatesLogsConcurrently(t *testing.T) {
+	m, err := OpenManager(t.TempDir(), ManagerOptions{Config: managerConfig()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	const callers, logs = 6, 100
+	got := make([][]*Log, callers)
+	var wg sync.WaitGroup
+	for c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range int32(logs) {
+				l, err := m.GetOrCreate("shared", (p+int32(c)*7)%logs, managerConfig())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got[c] = append(got[c], l)
+			}
+		}()
+	}
+	wg.Wait()
+	for p := range int32(logs) {
+		l, ok := m.Get("shared", p)
+		if !ok {
+			t.Fatalf("partition %d missing", p)
+		}
+		for c := range callers {
+			if got[c][(int(p)-c*7%logs+logs)%logs] != l {
+				t.Fatalf("caller %d got another log for partition %d", c, p)
+			}
+		}
+	}
+	if n := len(m.Names()); n != logs {
+		t.Fatalf("%d logs, want %d", n, logs)
+	}
+}
