@@ -114,7 +114,8 @@ type Manager struct {
 
 	mu      sync.RWMutex
 	parts   map[key]*Partition
-	changed chan struct{} // closed when any HW moves; guarded by mu
+	failed  map[key]openFailure // replicas whose log could not be opened; guarded by mu
+	changed chan struct{}       // closed when any HW moves; guarded by mu
 
 	bgMu     sync.Mutex // guards bgClosed and bg.Add
 	bgClosed bool
@@ -138,7 +139,7 @@ func New(nodeID int32, logs *logstore.Manager, opts Options) *Manager {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{nodeID: nodeID, logs: logs, opts: opts, ctx: ctx, cancel: cancel,
 		fetchers: map[int32]*fetcher{}, following: map[key]followTarget{},
-		parts: map[key]*Partition{}, changed: make(chan struct{})}
+		parts: map[key]*Partition{}, failed: map[key]openFailure{}, changed: make(chan struct{})}
 	ckpt, err := logstore.ReadOffsetCheckpoint(m.checkpointPath())
 	if err != nil {
 		opts.Logger.Warn("ignoring the high watermark checkpoint", "err", err)
@@ -196,6 +197,9 @@ func (m *Manager) broadcast() {
 // ISR and configs, starts and stops fetching, and deletes the logs of
 // partitions no longer assigned here. Applying the same assignments again
 // changes nothing (the server calls it on every metadata change and retry).
+// A log that cannot be opened is no error of Apply's: that one replica stays
+// offline on this node (OpenError says why; it is logged once), the others
+// are applied, and a later Apply tries again after a backoff.
 func (m *Manager) Apply(assignments []Assignment) error {
 	m.applyMu.Lock()
 	defer m.applyMu.Unlock()
@@ -211,12 +215,12 @@ func (m *Manager) Apply(assignments []Assignment) error {
 		}
 	}
 	var errs []error
+	opened := m.openLogs(want)
 	for k, a := range want {
 		p, ok := m.Partition(k.topic, k.partition)
 		if !ok {
-			l, err := m.logs.GetOrCreate(k.topic, k.partition, a.Config)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("open log %s-%d: %w", k.topic, k.partition, err))
+			l, ok := opened[k]
+			if !ok {
 				continue
 			}
 			p = newPartition(k.topic, k.partition, l, m.nodeID, m.initialHW(k, l), m.opts.Now, m.broadcast)
@@ -234,6 +238,11 @@ func (m *Manager) Apply(assignments []Assignment) error {
 		if _, ok := want[k]; !ok {
 			gone = append(gone, p)
 			delete(m.parts, k)
+		}
+	}
+	for k := range m.failed {
+		if _, ok := want[k]; !ok {
+			delete(m.failed, k)
 		}
 	}
 	m.mu.Unlock()
@@ -263,6 +272,110 @@ func (m *Manager) Apply(assignments []Assignment) error {
 		return fmt.Errorf("apply assignments: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// openFailure is a replica whose log could not be opened on this node.
+type openFailure struct {
+	err   error
+	retry time.Time     // Apply tries again from then on
+	wait  time.Duration // the backoff after the next failure is twice this
+}
+
+const (
+	openRetryMin = time.Second
+	openRetryMax = time.Minute
+)
+
+// openLog opens (or creates) a replica's log, recording a failure instead of
+// returning it: the replica stays out of service here until a retry, after
+// the backoff, succeeds. The failure is logged when it first happens or
+// changes, not on every retry.
+func (m *Manager) openLog(k key, cfg logstore.Config) (*logstore.Log, bool) {
+	now := m.opts.Now()
+	m.mu.RLock()
+	f, failed := m.failed[k]
+	m.mu.RUnlock()
+	if failed && now.Before(f.retry) {
+		return nil, false
+	}
+	l, err := m.logs.GetOrCreate(k.topic, k.partition, cfg)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil {
+		wait := min(max(2*f.wait, openRetryMin), openRetryMax)
+		if !failed || f.err.Error() != err.Error() {
+			m.opts.Logger.Error("cannot open the log of a replica: it is offline on this node until a retry succeeds",
+				"topic", k.topic, "partition", k.partition, "retry_in", wait, "err", err)
+		}
+		m.failed[k] = openFailure{err: err, retry: now.Add(wait), wait: wait}
+		return nil, false
+	}
+	if failed {
+		delete(m.failed, k)
+		m.opts.Logger.Info("opened the log of a replica after it had failed", "topic", k.topic, "partition", k.partition)
+	}
+	return l, true
+}
+
+// openConcurrency bounds the logs Apply opens at once: creating one costs two
+// directory fsyncs, which overlap (a wide topic creates thousands).
+const openConcurrency = 8
+
+// openLogs opens the logs of the assigned replicas this node does not hold
+// yet, several at a time; those that fail are left out (see openLog).
+func (m *Manager) openLogs(want map[key]Assignment) map[key]*logstore.Log {
+	var missing []key
+	m.mu.RLock()
+	for k := range want {
+		if _, ok := m.parts[k]; !ok {
+			missing = append(missing, k)
+		}
+	}
+	m.mu.RUnlock()
+	opened := make(map[key]*logstore.Log, len(missing))
+	if len(missing) == 0 {
+		return opened
+	}
+	todo := make(chan key)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range min(openConcurrency, len(missing)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range todo {
+				if l, ok := m.openLog(k, want[k].Config); ok {
+					mu.Lock()
+					opened[k] = l
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, k := range missing {
+		todo <- k
+	}
+	close(todo)
+	wg.Wait()
+	return opened
+}
+
+// OpenError says why this node holds no replica of a partition assigned to
+// it: its log could not be opened (nil if it could, or is not assigned here).
+func (m *Manager) OpenError(topic string, partition int32) error {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if f, ok := m.failed[key{topic, partition}]; ok {
+		return fmt.Errorf("the log of %s-%d could not be opened on this node: %w", topic, partition, f.err)
+	}
+	return nil
+}
+
+// OpenFailures is the number of replicas assigned here whose log could not be opened.
+func (m *Manager) OpenFailures() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.failed)
 }
 
 // applyRoleLocked applies one assignment's leadership. Fetching from a
