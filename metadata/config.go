@@ -13,8 +13,8 @@ import (
 const MaxTopicNameLength = 249
 
 // MaxPartitionsPerTopic bounds a topic's partition count: each partition is a
-// directory with open files on every replica, so larger counts are almost
-// certainly a typo.
+// directory (and, while in use, open files) on every replica, so larger
+// counts are almost certainly a typo.
 const MaxPartitionsPerTopic = 10000
 
 // ValidateTopicName checks Kafka's rules: 1-249 characters of

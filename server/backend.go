@@ -144,14 +144,25 @@ func (n *Node) CreateTopic(ctx context.Context, req client.CreateTopicRequest) (
 	if req.ReplicationFactor != nil {
 		rf = *req.ReplicationFactor
 	}
+	if err := n.checkPartitionsPerRequest(parts); err != nil {
+		return client.Topic{}, err
+	}
 	if _, err := n.meta.CreateTopic(ctx, req.Name, parts, rf, req.Configs, false); err != nil {
 		return client.Topic{}, err
 	}
 	n.waitBrokersApplied(ctx)
-	if err := n.syncNow(); err != nil {
-		return client.Topic{}, err
-	}
+	n.syncAfterAdmin("create topic", req.Name)
 	return n.Topic(ctx, req.Name)
+}
+
+// checkPartitionsPerRequest refuses, before anything is written, a call that
+// would add more partitions than max_partitions_per_request.
+func (n *Node) checkPartitionsPerRequest(added int) error {
+	if limit := int(n.cfg.MaxPartitionsPerRequest); added > limit {
+		return httpapi.Errorf(client.CodeInvalidPartitions,
+			"partitions: %d new partitions in one request is more than max_partitions_per_request (%d)", added, limit)
+	}
+	return nil
 }
 
 // Topic describes a topic with live offsets of the partitions this node leads.
@@ -200,6 +211,11 @@ func (n *Node) AlterTopic(ctx context.Context, name string, req client.AlterTopi
 		return client.Topic{}, httpapi.Errorf(client.CodeInvalidPartitions,
 			"partitions: topic %q has %d partitions; the count can only grow, got %d", name, len(t.Partitions), *req.Partitions)
 	}
+	if req.Partitions != nil {
+		if err := n.checkPartitionsPerRequest(*req.Partitions - len(t.Partitions)); err != nil {
+			return client.Topic{}, err
+		}
+	}
 	set, reset := map[string]string{}, []string{}
 	keys := make([]string, 0, len(req.Configs))
 	for k := range req.Configs {
@@ -232,9 +248,7 @@ func (n *Node) AlterTopic(ctx context.Context, name string, req client.AlterTopi
 		}
 	}
 	n.waitBrokersApplied(ctx)
-	if err := n.syncNow(); err != nil {
-		return client.Topic{}, err
-	}
+	n.syncAfterAdmin("alter topic", name)
 	return n.Topic(ctx, name)
 }
 
@@ -250,7 +264,8 @@ func (n *Node) DeleteTopic(ctx context.Context, name string) error {
 		return err
 	}
 	n.waitBrokersApplied(ctx)
-	return n.syncNow()
+	n.syncAfterAdmin("delete topic", name)
+	return nil
 }
 
 // topicInfos caches TopicInfo per metadata image: parsing configs on every
@@ -313,6 +328,9 @@ func (n *Node) Partition(topic string, partition int32) (httpapi.Partition, erro
 	}
 	p, ok := n.repl.Partition(topic, partition)
 	if !ok {
+		if err := n.repl.OpenError(topic, partition); err != nil {
+			return nil, httpapi.Errorf(client.CodeKafkaStorageError, "%v", err)
+		}
 		return nil, httpapi.Errorf(client.CodeLeaderNotAvailable, "partition %s-%d is still opening on this node", topic, partition)
 	}
 	if leader, _, _, _ := p.State(); !leader {

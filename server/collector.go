@@ -26,6 +26,10 @@ type collector struct {
 	members    *prometheus.Desc
 	rebalances *prometheus.Desc
 	lag        *prometheus.Desc
+	openFiles  *prometheus.Desc
+	maxFiles   *prometheus.Desc
+	closed     *prometheus.Desc
+	failed     *prometheus.Desc
 }
 
 func newCollector(n *Node) *collector {
@@ -49,11 +53,16 @@ func newCollector(n *Node) *collector {
 		rebalances: prometheus.NewDesc("weir_group_rebalances_total", "Generation changes of a group since this node became its coordinator.", []string{"group"}, nil),
 		lag: prometheus.NewDesc("weir_group_lag", "High watermark minus committed offset, per group and partition (refreshed every few seconds).",
 			[]string{"group", "topic", "partition"}, nil),
+		openFiles: prometheus.NewDesc("weir_log_open_files", "Segment files open now.", nil, nil),
+		maxFiles:  prometheus.NewDesc("weir_log_max_open_files", "Budget of open segment files (log_max_open_files; 0: none).", nil, nil),
+		closed:    prometheus.NewDesc("weir_log_files_closed_total", "Segment files closed to stay within the budget.", nil, nil),
+		failed:    prometheus.NewDesc("weir_replicas_open_failed", "Replicas assigned to this node whose log could not be opened (offline here).", nil, nil),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.logSize, c.logStart, c.logEnd, c.hw, c.segments, c.offline, c.raftState, c.raftTerm, c.raftCommit, c.raftApply, c.raftMember, c.ready, c.members, c.rebalances, c.lag} {
+	for _, d := range []*prometheus.Desc{c.logSize, c.logStart, c.logEnd, c.hw, c.segments, c.offline, c.raftState, c.raftTerm, c.raftCommit,
+		c.raftApply, c.raftMember, c.ready, c.members, c.rebalances, c.lag, c.openFiles, c.maxFiles, c.closed, c.failed} {
 		ch <- d
 	}
 }
@@ -73,6 +82,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.offline, prometheus.GaugeValue, offline, labels...)
 	}
+	files := c.n.logs.Files()
+	ch <- prometheus.MustNewConstMetric(c.openFiles, prometheus.GaugeValue, float64(files.Open()))
+	ch <- prometheus.MustNewConstMetric(c.maxFiles, prometheus.GaugeValue, float64(max(files.Max(), 0)))
+	ch <- prometheus.MustNewConstMetric(c.closed, prometheus.CounterValue, float64(files.Closed()))
+	ch <- prometheus.MustNewConstMetric(c.failed, prometheus.GaugeValue, float64(c.n.repl.OpenFailures()))
 	st := c.n.meta.Stats()
 	for _, s := range []string{"Follower", "Candidate", "Leader", "Shutdown"} {
 		v := 0.0

@@ -43,6 +43,7 @@ type Config struct {
 	// Storage and topic defaults (Kafka's broker-level names, snake_case).
 	Fsync                       string `yaml:"fsync"` // always|never
 	NumPartitions               int32  `yaml:"num_partitions"`
+	MaxPartitionsPerRequest     int32  `yaml:"max_partitions_per_request"`
 	DefaultReplicationFactor    int32  `yaml:"default_replication_factor"`
 	MinInsyncReplicas           int32  `yaml:"min_insync_replicas"`
 	LogRetentionMs              int64  `yaml:"log_retention_ms"`
@@ -60,6 +61,8 @@ type Config struct {
 	LogRetentionCheckIntervalMs int64  `yaml:"log_retention_check_interval_ms"`
 	LogFlushIntervalMs          int64  `yaml:"log_flush_interval_ms"`
 	LogCleanerBackoffMs         int64  `yaml:"log_cleaner_backoff_ms"`
+	LogCleanerThreads           int32  `yaml:"log_cleaner_threads"`
+	LogMaxOpenFiles             int64  `yaml:"log_max_open_files"` // 0 = half of RLIMIT_NOFILE
 
 	// Cluster timing, replication and groups.
 	BrokerHeartbeatIntervalMs int64 `yaml:"broker_heartbeat_interval_ms"`
@@ -119,6 +122,7 @@ func DefaultConfig() Config {
 
 		Fsync:                       "always",
 		NumPartitions:               1,
+		MaxPartitionsPerRequest:     metadata.MaxPartitionsPerTopic,
 		DefaultReplicationFactor:    1,
 		MinInsyncReplicas:           1,
 		LogRetentionMs:              7 * 24 * 3600 * 1000,
@@ -136,6 +140,8 @@ func DefaultConfig() Config {
 		LogRetentionCheckIntervalMs: 300000,
 		LogFlushIntervalMs:          60000,
 		LogCleanerBackoffMs:         15000,
+		LogCleanerThreads:           1,
+		LogMaxOpenFiles:             0,
 
 		BrokerHeartbeatIntervalMs: 500,
 		BrokerSessionTimeoutMs:    2500,
@@ -270,6 +276,9 @@ func (c Config) Validate() error {
 		func() error { return oneOf("log_format", c.LogFormat, "text", "json") },
 		func() error { return oneOf("fsync", c.Fsync, "always", "never") },
 		func() error { return between("num_partitions", int64(c.NumPartitions), 1, math.MaxInt32) },
+		func() error {
+			return between("max_partitions_per_request", int64(c.MaxPartitionsPerRequest), 1, metadata.MaxPartitionsPerTopic)
+		},
 		// Replication factors are int16 in Kafka's protocol.
 		func() error {
 			return between("default_replication_factor", int64(c.DefaultReplicationFactor), 1, math.MaxInt16)
@@ -301,6 +310,8 @@ func (c Config) Validate() error {
 		func() error { return atLeast("log_retention_check_interval_ms", c.LogRetentionCheckIntervalMs, 1) },
 		func() error { return atLeast("log_flush_interval_ms", c.LogFlushIntervalMs, 1) },
 		func() error { return atLeast("log_cleaner_backoff_ms", c.LogCleanerBackoffMs, 1) },
+		func() error { return between("log_cleaner_threads", int64(c.LogCleanerThreads), 1, 64) },
+		func() error { return between("log_max_open_files", c.LogMaxOpenFiles, 0, math.MaxInt32) },
 		func() error { return atLeast("broker_heartbeat_interval_ms", c.BrokerHeartbeatIntervalMs, 1) },
 		func() error {
 			if c.BrokerSessionTimeoutMs <= c.BrokerHeartbeatIntervalMs {

@@ -166,6 +166,8 @@ func (n *Node) open(ctx context.Context) (_ *running, err error) {
 		RetentionCheckInterval: time.Duration(n.cfg.LogRetentionCheckIntervalMs) * time.Millisecond,
 		FlushInterval:          time.Duration(n.cfg.LogFlushIntervalMs) * time.Millisecond,
 		CleanerInterval:        time.Duration(n.cfg.LogCleanerBackoffMs) * time.Millisecond,
+		CleanerThreads:         int(n.cfg.LogCleanerThreads),
+		MaxOpenFiles:           int(n.cfg.LogMaxOpenFiles),
 		Logger:                 n.logger.With("component", "logstore"),
 		FS:                     n.logFS,
 		OnLogOffline:           n.onLogOffline,
@@ -174,7 +176,8 @@ func (n *Node) open(ctx context.Context) (_ *running, err error) {
 		return nil, fmt.Errorf("open data dir: %w", err)
 	}
 	undo = append(undo, n.logs.Close)
-	n.logger.Info("data dir open", "dir", n.cfg.DataDir, "clean_shutdown", n.logs.WasClean(), "logs", len(n.logs.Names()))
+	n.logger.Info("data dir open", "dir", n.cfg.DataDir, "clean_shutdown", n.logs.WasClean(), "logs", len(n.logs.Names()),
+		"max_open_files", n.logs.Files().Max())
 	keys, err := n.clusterKeys()
 	if err != nil {
 		return nil, err
@@ -397,6 +400,16 @@ func (n *Node) syncNow() error {
 		return nil
 	}
 	return n.applyImage(n.meta.Image())
+}
+
+// syncAfterAdmin is syncNow after an admin change the metadata has already
+// committed: the change happened, so a local failure to apply it is no
+// failure of the call. It is logged, watchMetadata tries again, and a
+// replica whose log cannot be opened answers KAFKA_STORAGE_ERROR on its own.
+func (n *Node) syncAfterAdmin(what, topic string) {
+	if err := n.syncNow(); err != nil {
+		n.logger.Warn("committed, but not yet applied on this node; retrying in the background", "op", what, "topic", topic, "err", err)
+	}
 }
 
 // loaded fails retriably until this node has caught up with the metadata

@@ -59,16 +59,25 @@ type node struct {
 	logPath  string
 	exited   chan struct{}
 	paused   bool // SIGSTOPped (see pause and resume)
+	// fileLimit, when set, is the process's RLIMIT_NOFILE (soft and hard).
+	fileLimit int
 }
 
 // startNode runs `weir serve` on free loopback ports in a temp data dir.
 func startNode(t testing.TB, extra ...string) *node {
 	t.Helper()
+	n := newNode(t, extra...)
+	n.start()
+	return n
+}
+
+// newNode is a single node set up on free loopback ports in a temp data dir, not started yet.
+func newNode(t testing.TB, extra ...string) *node {
+	t.Helper()
 	n := &node{t: t, id: 1, dataDir: filepath.Join(t.TempDir(), "data"), httpAddr: freePort(t), raftAddr: freePort(t)}
 	n.args = append([]string{"serve", "--node-id", "1", "--data-dir", n.dataDir, "--http-addr", n.httpAddr,
 		"--raft-addr", n.raftAddr, "--voters", "1@" + n.raftAddr}, extra...)
 	n.logPath = filepath.Join(t.TempDir(), "node.log")
-	n.start()
 	t.Cleanup(n.kill)
 	return n
 }
@@ -90,7 +99,11 @@ func (n *node) launch() {
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	n.cmd = exec.Command(weirBinary(n.t), n.args...)
+	name, args := weirBinary(n.t), n.args
+	if n.fileLimit > 0 { // through a shell: Go cannot set a child's rlimit; exec keeps the pid
+		name, args = "/bin/sh", append([]string{"-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, n.fileLimit), name}, args...)
+	}
+	n.cmd = exec.Command(name, args...)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	if err := n.cmd.Start(); err != nil {
 		n.t.Fatal(err)
