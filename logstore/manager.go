@@ -274,8 +274,10 @@ func (m *Manager) GetOrCreate(topic string, partition int32, cfg Config) (*Log, 
 	if err != nil {
 		return nil, err
 	}
-	if m.closed {
-		_ = l.Close()
+	if m.closed { // Close did not see it: close it here
+		if err := l.Close(); err != nil {
+			m.opts.Logger.Warn("closing a log created while the manager closed failed", "log", name, "err", err)
+		}
 		return nil, ErrClosed
 	}
 	m.logs[name] = l

@@ -371,11 +371,28 @@ func (m *Manager) OpenError(topic string, partition int32) error {
 	return nil
 }
 
-// OpenFailures is the number of replicas assigned here whose log could not be opened.
-func (m *Manager) OpenFailures() int {
+// PartitionID names a partition.
+type PartitionID struct {
+	Topic     string
+	Partition int32
+}
+
+// FailedToOpen lists the replicas assigned here whose log could not be
+// opened, sorted: the server reports them to the controller as offline.
+func (m *Manager) FailedToOpen() []PartitionID {
 	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return len(m.failed)
+	out := make([]PartitionID, 0, len(m.failed))
+	for k := range m.failed {
+		out = append(out, PartitionID{k.topic, k.partition})
+	}
+	m.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Topic != out[j].Topic {
+			return out[i].Topic < out[j].Topic
+		}
+		return out[i].Partition < out[j].Partition
+	})
+	return out
 }
 
 // applyRoleLocked applies one assignment's leadership. Fetching from a

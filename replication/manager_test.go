@@ -55,8 +55,8 @@ func TestApplyKeepsOtherReplicasWhenALogCannotOpen(t *testing.T) {
 	if err := m.OpenError("t", 1); err == nil || !strings.Contains(err.Error(), "t-1") {
 		t.Fatalf("OpenError = %v, want the failure naming t-1", err)
 	}
-	if m.OpenFailures() != 1 || m.OpenError("t", 0) != nil {
-		t.Fatalf("%d failures, partition 0: %v", m.OpenFailures(), m.OpenError("t", 0))
+	if f := m.FailedToOpen(); len(f) != 1 || f[0] != (PartitionID{"t", 1}) || m.OpenError("t", 0) != nil {
+		t.Fatalf("failed to open %v, partition 0: %v", f, m.OpenError("t", 0))
 	}
 	if fi, err := os.Stat(blocked); err != nil || fi.IsDir() {
 		t.Fatalf("what was in the way changed: %v", err)
@@ -76,7 +76,7 @@ func TestApplyKeepsOtherReplicasWhenALogCannotOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	part, ok := m.Partition("t", 1)
-	if !ok || m.OpenError("t", 1) != nil || m.OpenFailures() != 0 {
+	if !ok || m.OpenError("t", 1) != nil || len(m.FailedToOpen()) != 0 {
 		t.Fatalf("after the retry: opened %v, error %v", ok, m.OpenError("t", 1))
 	}
 	if _, err := part.Append(ctx, batch(t, part, "v"), AcksAll); err != nil {

@@ -328,9 +328,6 @@ func (n *Node) Partition(topic string, partition int32) (httpapi.Partition, erro
 	}
 	p, ok := n.repl.Partition(topic, partition)
 	if !ok {
-		if err := n.repl.OpenError(topic, partition); err != nil {
-			return nil, httpapi.Errorf(client.CodeKafkaStorageError, "%v", err)
-		}
 		return nil, httpapi.Errorf(client.CodeLeaderNotAvailable, "partition %s-%d is still opening on this node", topic, partition)
 	}
 	if leader, _, _, _ := p.State(); !leader {

@@ -86,7 +86,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.openFiles, prometheus.GaugeValue, float64(files.Open()))
 	ch <- prometheus.MustNewConstMetric(c.maxFiles, prometheus.GaugeValue, float64(max(files.Max(), 0)))
 	ch <- prometheus.MustNewConstMetric(c.closed, prometheus.CounterValue, float64(files.Closed()))
-	ch <- prometheus.MustNewConstMetric(c.failed, prometheus.GaugeValue, float64(c.n.repl.OpenFailures()))
+	ch <- prometheus.MustNewConstMetric(c.failed, prometheus.GaugeValue, float64(len(c.n.repl.FailedToOpen())))
 	st := c.n.meta.Stats()
 	for _, s := range []string{"Follower", "Candidate", "Leader", "Shutdown"} {
 		v := 0.0

@@ -37,7 +37,9 @@ func (n *Node) onLogOffline(name string, err error) {
 	}
 }
 
-// offlinePartitions lists the local replicas whose logs are offline.
+// offlinePartitions lists the local replicas whose logs are offline, and
+// those whose log could not be opened (created) at all: the controller moves
+// their leadership and ISR membership away alike.
 func (n *Node) offlinePartitions() []client.TopicPartition {
 	if n.repl == nil {
 		return nil
@@ -47,6 +49,9 @@ func (n *Node) offlinePartitions() []client.TopicPartition {
 		if p.Offline() != nil {
 			out = append(out, client.TopicPartition{Topic: p.Topic, Partition: p.Index})
 		}
+	}
+	for _, f := range n.repl.FailedToOpen() {
+		out = append(out, client.TopicPartition{Topic: f.Topic, Partition: f.Partition})
 	}
 	return out
 }
@@ -59,6 +64,9 @@ func (n *Node) offlineError(topic string, partition, leader int32) error {
 	}
 	p, ok := n.repl.Partition(topic, partition)
 	if !ok {
+		if err := n.repl.OpenError(topic, partition); err != nil {
+			return httpapi.Errorf(client.CodeKafkaStorageError, "%v; its leadership moves to another in-sync replica, retry", err)
+		}
 		return nil
 	}
 	if err := p.Offline(); err != nil {

@@ -124,8 +124,9 @@ func TestWideTopicUnderLowFileLimit(t *testing.T) {
 // A partition whose log cannot be created on the node (a file is in the way
 // of its directory) does not make the create fail after the topic exists: it
 // answers 201; that partition alone answers KAFKA_STORAGE_ERROR naming what
-// failed, the others take records, nothing is left behind; and once the way
-// is clear the node opens it on its own. Before, the create answered 500
+// failed (the node reports the replica offline, as it does a log whose fsync
+// failed), the others take records, nothing is left behind; and once the way
+// is clear, a restart brings it back. Before, the create answered 500
 // although the topic had been created.
 func TestCreateWithUnopenableLog(t *testing.T) {
 	n := startNode(t)
@@ -150,18 +151,30 @@ func TestCreateWithUnopenableLog(t *testing.T) {
 	if fi, err := os.Stat(blocked); err != nil || fi.IsDir() {
 		t.Fatalf("what was in the way of blocked-1 changed: %v", err)
 	}
+	// Reported offline, the replica loses its leadership (none is left: one replica).
+	pollUntil(t, 30*time.Second, "the controller takes blocked-1's leadership from the failed replica", func() error {
+		st, body := call(t, "GET", u+"/v1/topics/blocked", "", nil)
+		var topic client.Topic
+		mustJSON(t, st, body, 200, &topic)
+		if l := topic.Partitions[1].Leader; l != -1 {
+			return fmt.Errorf("leader %d", l)
+		}
+		return nil
+	})
 
 	if err := os.Remove(blocked); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second) // the node retries with a backoff of seconds
+	n.stop()
+	n.start()
+	deadline := time.Now().Add(30 * time.Second) // the restarted node registers and takes the partition back
 	for {
 		st, body = call(t, "POST", u+"/v1/topics/blocked/partitions/1/records", "application/json", []byte(`{"records":[{"value":"b"}]}`))
 		if st == 200 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("blocked-1 never opened after the way was cleared: %d %s", st, body)
+			t.Fatalf("blocked-1 never came back after the way was cleared and the node restarted: %d %s", st, body)
 		}
 		time.Sleep(100 * time.Millisecond) // polling a condition, bounded by the deadline
 	}
