@@ -169,13 +169,16 @@ func (m *Manager) Partitions() []*Partition {
 		out = append(out, p)
 	}
 	m.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Topic != out[j].Topic {
-			return out[i].Topic < out[j].Topic
-		}
-		return out[i].Index < out[j].Index
-	})
+	sort.Slice(out, func(i, j int) bool { return topicPartitionLess(out[i].Topic, out[i].Index, out[j].Topic, out[j].Index) })
 	return out
+}
+
+// topicPartitionLess orders partitions by topic, then index.
+func topicPartitionLess(t1 string, p1 int32, t2 string, p2 int32) bool {
+	if t1 != t2 {
+		return t1 < t2
+	}
+	return p1 < p2
 }
 
 // AnyChanged returns a channel closed when the HW of any partition next moves.
@@ -387,10 +390,7 @@ func (m *Manager) FailedToOpen() []PartitionID {
 	}
 	m.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool {
-		if out[i].Topic != out[j].Topic {
-			return out[i].Topic < out[j].Topic
-		}
-		return out[i].Partition < out[j].Partition
+		return topicPartitionLess(out[i].Topic, out[i].Partition, out[j].Topic, out[j].Partition)
 	})
 	return out
 }
