@@ -289,7 +289,10 @@ func (n *Node) controllerTick(ctx context.Context) {
 	session := time.Duration(n.cfg.BrokerSessionTimeoutMs) * time.Millisecond
 	acts := fencingDecisions(n.meta.Image(), brokerView{since: cs.since, lastSeen: cs.lastSeen, applied: cs.applied, stopping: cs.stopping},
 		now, session)
-	balance := n.cfg.AutoLeaderRebalanceEnable && now.Sub(cs.lastBalance) > time.Second
+	// Not on every tick: a leader that just handed a partition over (say,
+	// its disk refused a write) would get it straight back.
+	balance := n.cfg.AutoLeaderRebalanceEnable &&
+		now.Sub(cs.lastBalance) >= time.Duration(n.cfg.LeaderImbalanceCheckIntervalMs)*time.Millisecond
 	if balance {
 		cs.lastBalance = now
 	}

@@ -70,10 +70,14 @@ type Config struct {
 	ReplicaLagTimeMaxMs       int64 `yaml:"replica_lag_time_max_ms"`
 	ReplicaFetchWaitMaxMs     int64 `yaml:"replica_fetch_wait_max_ms"`
 	AutoLeaderRebalanceEnable bool  `yaml:"auto_leader_rebalance_enable"`
-	GroupsOffsetsPartitions   int32 `yaml:"groups_offsets_partitions"`
-	GroupsOffsetsSegmentBytes int64 `yaml:"groups_offsets_segment_bytes"`
-	RequestTimeoutMs          int64 `yaml:"request_timeout_ms"`
-	ShutdownTimeoutMs         int64 `yaml:"shutdown_timeout_ms"`
+	// LeaderImbalanceCheckIntervalMs is how often the controller moves
+	// leaderships back to preferred replicas (Kafka's
+	// leader.imbalance.check.interval.seconds).
+	LeaderImbalanceCheckIntervalMs int64 `yaml:"leader_imbalance_check_interval_ms"`
+	GroupsOffsetsPartitions        int32 `yaml:"groups_offsets_partitions"`
+	GroupsOffsetsSegmentBytes      int64 `yaml:"groups_offsets_segment_bytes"`
+	RequestTimeoutMs               int64 `yaml:"request_timeout_ms"`
+	ShutdownTimeoutMs              int64 `yaml:"shutdown_timeout_ms"`
 
 	// The HTTP server's connections.
 	HTTPReadTimeoutMs  int64 `yaml:"http_read_timeout_ms"`
@@ -143,15 +147,16 @@ func DefaultConfig() Config {
 		LogCleanerThreads:           1,
 		LogMaxOpenFiles:             0,
 
-		BrokerHeartbeatIntervalMs: 500,
-		BrokerSessionTimeoutMs:    2500,
-		ReplicaLagTimeMaxMs:       10000,
-		ReplicaFetchWaitMaxMs:     500,
-		AutoLeaderRebalanceEnable: true,
-		GroupsOffsetsPartitions:   16,
-		GroupsOffsetsSegmentBytes: 16 << 20,
-		RequestTimeoutMs:          30000,
-		ShutdownTimeoutMs:         30000,
+		BrokerHeartbeatIntervalMs:      500,
+		BrokerSessionTimeoutMs:         2500,
+		ReplicaLagTimeMaxMs:            10000,
+		ReplicaFetchWaitMaxMs:          500,
+		AutoLeaderRebalanceEnable:      true,
+		LeaderImbalanceCheckIntervalMs: 300_000,
+		GroupsOffsetsPartitions:        16,
+		GroupsOffsetsSegmentBytes:      16 << 20,
+		RequestTimeoutMs:               30000,
+		ShutdownTimeoutMs:              30000,
 
 		HTTPReadTimeoutMs:  30000,
 		HTTPWriteTimeoutMs: 60000,
@@ -321,6 +326,9 @@ func (c Config) Validate() error {
 		},
 		func() error { return atLeast("replica_lag_time_max_ms", c.ReplicaLagTimeMaxMs, 1) },
 		func() error { return atLeast("replica_fetch_wait_max_ms", c.ReplicaFetchWaitMaxMs, 0) },
+		func() error {
+			return atLeast("leader_imbalance_check_interval_ms", c.LeaderImbalanceCheckIntervalMs, 100)
+		},
 		func() error {
 			// As Kafka requires: a follower parked in a long poll longer than
 			// the lag limit would drop out of the ISR while merely idle.

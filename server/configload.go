@@ -85,6 +85,7 @@ func options() []option {
 		intOpt("replica_lag_time_max_ms", "a follower not caught up for this long leaves the ISR", func(c *Config) *int64 { return &c.ReplicaLagTimeMaxMs }),
 		intOpt("replica_fetch_wait_max_ms", "how long a follower's fetch waits at the leader for new data", func(c *Config) *int64 { return &c.ReplicaFetchWaitMaxMs }),
 		boolOpt("auto_leader_rebalance_enable", "move leadership back to each partition's preferred replica when it is in sync", func(c *Config) *bool { return &c.AutoLeaderRebalanceEnable }),
+		intOpt("leader_imbalance_check_interval_ms", "how often the controller moves leaderships back to preferred replicas (with auto_leader_rebalance_enable)", func(c *Config) *int64 { return &c.LeaderImbalanceCheckIntervalMs }),
 		intOpt("groups_offsets_partitions", "partitions of __consumer_offsets (fixed once the topic exists)", func(c *Config) *int32 { return &c.GroupsOffsetsPartitions }),
 		intOpt("groups_offsets_segment_bytes", "segment size of __consumer_offsets: compaction cleans closed segments, so smaller keeps it smaller (fixed once the topic exists)", func(c *Config) *int64 { return &c.GroupsOffsetsSegmentBytes }),
 		intOpt("request_timeout_ms", "how long a request, forwarded or waiting for acks=all, may take before REQUEST_TIMED_OUT", func(c *Config) *int64 { return &c.RequestTimeoutMs }),

@@ -15,7 +15,7 @@ import (
 // back once it returns in sync, and deleting a topic removes its data from
 // every broker.
 func TestPreferredLeaderAndTopicDeletion(t *testing.T) {
-	c := startCluster(t, 3)
+	c := startCluster(t, 3, "--leader-imbalance-check-interval-ms", "500")
 	c.createTopic("pref", 3, 3, map[string]string{"min.insync.replicas": "2"})
 	var preferred int32
 	c.waitFor(30*time.Second, "pref-0 led by its preferred replica", func() error {
