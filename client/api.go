@@ -32,6 +32,7 @@ const (
 	CodeMessageTooLarge              = errcode.MessageTooLarge
 	CodeRecordListTooLarge           = errcode.RecordListTooLarge
 	CodeUnsupportedMediaType         = errcode.UnsupportedMediaType
+	CodeMisdirectedRequest           = errcode.MisdirectedRequest
 	CodeOffsetOutOfRange             = errcode.OffsetOutOfRange
 	CodeLeaderNotAvailable           = errcode.LeaderNotAvailable
 	CodeNotLeaderOrFollower          = errcode.NotLeaderOrFollower

@@ -53,6 +53,7 @@ const (
 	NotFound             = "NOT_FOUND"
 	MethodNotAllowed     = "METHOD_NOT_ALLOWED"
 	UnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE"
+	MisdirectedRequest   = "MISDIRECTED_REQUEST"
 	// A node-to-node route (/internal/v1) without the cluster credential.
 	NodeAuthenticationRequired = "NODE_AUTHENTICATION_REQUIRED"
 )
@@ -143,6 +144,8 @@ var catalog = []Code{
 		"No route for that method and path."},
 	{MethodNotAllowed, NoKafkaCode, http.StatusMethodNotAllowed, false,
 		"The route exists but not for that method."},
+	{MisdirectedRequest, NoKafkaCode, http.StatusMisdirectedRequest, false,
+		"The request's Host names a site this node does not answer to (a guard against DNS rebinding)."},
 	{UnsupportedMediaType, NoKafkaCode, http.StatusUnsupportedMediaType, false,
 		"The request body's Content-Type is not one the endpoint takes."},
 	{NodeAuthenticationRequired, NoKafkaCode, http.StatusUnauthorized, false,

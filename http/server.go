@@ -97,6 +97,9 @@ type Options struct {
 	// TrustedProxies may name the client in X-Forwarded-For; none: the
 	// client is the connection's peer.
 	TrustedProxies []*net.IPNet
+	// Hosts are the Host headers the node answers (see HostPolicy); the
+	// zero policy answers IP literals and local names only.
+	Hosts HostPolicy
 	// WriteTimeout is the http.Server's: long polls and streams move their
 	// write deadline by it before each write (0: they do not).
 	WriteTimeout time.Duration
@@ -140,7 +143,7 @@ func New(opts Options) *Server {
 	s.e.HideBanner, s.e.HidePort = true, true
 	s.e.HTTPErrorHandler = s.handleError
 	s.e.IPExtractor = ipExtractor(opts.TrustedProxies)
-	s.e.Use(s.middleware, s.nodeHeaders, s.longRequests)
+	s.e.Use(s.middleware, s.hostGuard, s.nodeHeaders, s.longRequests)
 	s.routes()
 	return s
 }

@@ -33,8 +33,12 @@ type Config struct {
 	BrokerRack        string   `yaml:"broker_rack"`
 	// ClusterSecret is what nodes prove to each other; "" = the data dir's
 	// cluster-secret file (see clusterKeys). Never logged.
-	ClusterSecret  string   `yaml:"cluster_secret"`
-	TrustedProxies []string `yaml:"trusted_proxies"` // CIDRs whose X-Forwarded-For is believed
+	ClusterSecret string `yaml:"cluster_secret"`
+	// HTTPAllowedHosts are the host names the API answers to besides IP
+	// literals, localhost and the advertised name; "*" answers any. Empty:
+	// any name when http_addr listens beyond loopback.
+	HTTPAllowedHosts []string `yaml:"http_allowed_hosts"`
+	TrustedProxies   []string `yaml:"trusted_proxies"` // CIDRs whose X-Forwarded-For is believed
 
 	// Logging.
 	LogLevel  string `yaml:"log_level"`  // debug|info|warn|error

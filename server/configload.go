@@ -55,6 +55,7 @@ func options() []option {
 		joinOpt(),
 		strOpt("broker_rack", "string", "rack (or zone) of this node, used to spread replicas; empty means none", func(c *Config) *string { return &c.BrokerRack }),
 		strOpt("cluster_secret", "secret", "the secret every node of the cluster shares and proves to the others (Raft, node-to-node calls); empty means <data_dir>/cluster-secret, which a node that starts a cluster alone creates", func(c *Config) *string { return &c.ClusterSecret }),
+		listOpt("http_allowed_hosts", "name,...", "host names the API answers to besides IP addresses, localhost and the advertised name (\"*\": any); empty answers any name unless http_addr is loopback (a guard against DNS rebinding)", func(c *Config) *[]string { return &c.HTTPAllowedHosts }),
 		listOpt("trusted_proxies", "cidr,...", "proxies (CIDRs or IPs) whose X-Forwarded-For names the client; empty means the client is the direct peer", func(c *Config) *[]string { return &c.TrustedProxies }),
 		strOpt("log_level", "level", "log level: debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
 		strOpt("log_format", "format", "log format on stderr: text or json", func(c *Config) *string { return &c.LogFormat }),

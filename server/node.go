@@ -214,6 +214,7 @@ func (n *Node) open(ctx context.Context) (_ *running, err error) {
 		Backend: n, Internal: n, Groups: groupsAPI{n}, Logger: n.logger.With("component", "http"), Metrics: n.metrics,
 		MaxRequestBytes: n.cfg.MaxRequestBytes, MaxRequestRecords: int(n.cfg.MaxRequestRecords),
 		RequestTimeout: time.Duration(n.cfg.RequestTimeoutMs) * time.Millisecond, Cluster: keys, TrustedProxies: proxies,
+		Hosts:        httpapi.NewHostPolicy(n.cfg.HTTPAddr, n.cfg.AdvertiseHTTPAddr, n.cfg.HTTPAllowedHosts),
 		WriteTimeout: time.Duration(n.cfg.HTTPWriteTimeoutMs) * time.Millisecond,
 	})
 	rt := &running{ln: ln, serveErr: make(chan error, 1)}
