@@ -9,14 +9,30 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"sync"
 	"testing"
 )
+
+// given holds the ports handed out in this test process, so two calls never
+// return the same one (a random draw would, now and then, where ":0" does
+// not). Test-only state, shared by the process's tests by design.
+var given = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
 
 // Addr returns a loopback host:port that was free a moment ago.
 func Addr(t testing.TB) string {
 	t.Helper()
 	for range 1000 {
 		p := 10000 + rand.IntN(22000) // 10000..31999
+		given.Lock()
+		taken := given.ports[p]
+		given.ports[p] = true
+		given.Unlock()
+		if taken {
+			continue
+		}
 		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
 		if err != nil {
 			continue
