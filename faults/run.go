@@ -470,7 +470,7 @@ func readReplica(node int, dir, topic string, p int32, hw int64, clean bool) Rep
 		r.Error = err.Error()
 		return r
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }() // read only: nothing to lose
 	r.LogStart, r.LogEnd = l.LogStartOffset(), l.LogEndOffset()
 	off := r.LogStart
 	for off < min(hw, r.LogEnd) {

@@ -29,7 +29,7 @@ func StoredMembers(dir string) (members []Member, existing bool, err error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("open %s: %w", dbPath, err)
 	}
-	defer bolt.Close()
+	defer func() { _ = bolt.Close() }() // read only: nothing to lose
 	quiet := NewHCLogger(slog.New(slog.DiscardHandler), "raft")
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, quiet)
 	if err != nil {
@@ -41,7 +41,7 @@ func StoredMembers(dir string) (members []Member, existing bool, err error) {
 	rc := raft.DefaultConfig()
 	rc.LocalID, rc.Logger = "reader", quiet
 	_, trans := raft.NewInmemTransport("")
-	defer trans.Close()
+	defer func() { _ = trans.Close() }() // in memory, never connected
 	cf, err := raft.GetConfiguration(rc, NewFSM(slog.New(slog.DiscardHandler)), bolt, bolt, snaps, trans)
 	if err != nil {
 		return nil, true, fmt.Errorf("read the raft configuration in %s: %w", dir, err)
