@@ -11,8 +11,9 @@ import (
 // within it from the end of its headers, which cuts off clients that do not
 // read their replies. Long polls and streams wait longer by design (consume
 // and group polls with wait_ms, produce with timeout_ms, the follow stream,
-// follower fetches): for them the deadline moves before every write instead,
-// so each write still gets the whole timeout however long the wait before it.
+// follower fetches, other nodes' reads for a poll or a stream): for them the
+// deadline moves before every write instead, so each write still gets the
+// whole timeout however long the wait before it.
 
 // longRequests gives long polls and streams a write deadline per write.
 func (s *Server) longRequests(next echo.HandlerFunc) echo.HandlerFunc {
@@ -28,7 +29,7 @@ func (s *Server) longRequests(next echo.HandlerFunc) echo.HandlerFunc {
 // isLong: a request that may wait past the write timeout. A client that
 // marks a short request long gains nothing: each write is still bounded.
 func isLong(c echo.Context) bool {
-	if c.Path() == "/internal/v1/fetch" {
+	if p := c.Path(); p == "/internal/v1/fetch" || p == "/internal/v1/read" { // long polls, their wait in the body
 		return true
 	}
 	q := c.QueryParams()

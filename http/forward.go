@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -61,14 +62,28 @@ const (
 	bodyBufKey = "weir.bodybuf"
 )
 
-// forwarder passes requests to their owner over pooled keep-alive connections.
+// ForwardTimeoutHeader tells the node a request was forwarded to how long,
+// in ms, the forwarding node waits for the reply: a long-poll there answers
+// in time (with what it has) rather than be cut off.
+const ForwardTimeoutHeader = "Weir-Forward-Timeout-Ms"
+
+// forwardMargin is what a forwarded call may take beyond what its request
+// waits for: the round trip and the work besides the wait.
+const forwardMargin = 5 * time.Second
+
+// forwarder passes requests to their owner over pooled keep-alive
+// connections. Each call has a deadline of its own (see forwardTimeout):
+// one fixed timeout for all would cut long-polls short.
 type forwarder struct {
 	client *http.Client
+	// requestTimeout is what a call waits for besides a long-poll's wait
+	// (an acks=all append, a commit).
+	requestTimeout time.Duration
 }
 
 // newForwarder's requests carry the cluster credential (when there is one):
 // the owner then believes their forwarding headers.
-func newForwarder(timeout time.Duration, keys *nodeauth.Keys) *forwarder {
+func newForwarder(requestTimeout time.Duration, keys *nodeauth.Keys) *forwarder {
 	var tr http.RoundTripper = &http.Transport{
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -79,7 +94,82 @@ func newForwarder(timeout time.Duration, keys *nodeauth.Keys) *forwarder {
 	if keys != nil {
 		tr = keys.Transport(tr)
 	}
-	return &forwarder{client: &http.Client{Transport: tr, Timeout: timeout}}
+	return &forwarder{client: &http.Client{Transport: tr}, requestTimeout: requestTimeout}
+}
+
+// forwardTimeout is how long a call to another node may take when its
+// request waits for up to wait (a read's wait_ms, a produce's timeout_ms):
+// that and the request timeout (the other work of the call), plus a margin.
+func (f *forwarder) forwardTimeout(wait time.Duration) time.Duration {
+	return f.requestTimeout + max(wait, 0) + forwardMargin
+}
+
+// do sends a node-to-node request that may wait up to wait there, with the
+// deadline that allows, and says so in ForwardTimeoutHeader. The deadline
+// holds until the reply's body is closed.
+func (f *forwarder) do(req *http.Request, from string, wait time.Duration) (*http.Response, error) {
+	timeout := f.forwardTimeout(wait)
+	ctx, cancel := context.WithTimeout(req.Context(), timeout)
+	req = req.WithContext(ctx)
+	req.Header.Set(ForwardedHeader, from)
+	req.Header.Set(ForwardTimeoutHeader, strconv.FormatInt(timeout.Milliseconds(), 10))
+	resp, err := f.client.Do(req)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = cancelOnClose{resp.Body, cancel}
+	return resp, nil
+}
+
+// cancelOnClose ends a call's context once its reply has been read.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
+
+// requestWait is how long a request may wait at its owner, read from its
+// query: wait_ms of a read, timeout_ms of a produce (0 when it names
+// neither, or names it wrongly: the owner refuses it then).
+func requestWait(q url.Values) time.Duration {
+	for _, name := range []string{"wait_ms", "timeout_ms"} {
+		if v := q.Get(name); v != "" {
+			ms, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || ms < 0 {
+				return 0
+			}
+			return time.Duration(min(ms, maxForwardWait.Milliseconds())) * time.Millisecond
+		}
+	}
+	return 0
+}
+
+// maxForwardWait bounds the wait a forwarded request's deadline allows for
+// (the longest produce timeout_ms; reads wait at most maxWait).
+const maxForwardWait = time.Hour
+
+// readWait is how long a read (a partition consume, a group poll) may
+// wait for records: wait_ms, and on a forwarded request no longer than the
+// forwarding node waits for the reply (less the margin for the rest). A
+// forwarding node that does not say (an older one) waits the request
+// timeout plus the margin.
+func (s *Server) readWait(c echo.Context, waitMS int64) time.Duration {
+	wait := min(time.Duration(waitMS)*time.Millisecond, maxWait)
+	h := c.Request().Header
+	if h.Get(ForwardedHeader) == "" {
+		return wait
+	}
+	budget := s.opts.RequestTimeout
+	if v, err := strconv.ParseInt(h.Get(ForwardTimeoutHeader), 10, 64); err == nil && v > 0 {
+		budget = time.Duration(v)*time.Millisecond - forwardMargin
+	}
+	return max(min(wait, budget), 0)
 }
 
 // forward sends the request to its owner and copies the reply back. A
@@ -117,9 +207,8 @@ func (s *Server) forward(c echo.Context, ne *NotHereError) error {
 			out.Header.Set(h, v)
 		}
 	}
-	out.Header.Set(ForwardedHeader, s.servedBy)
 	out.Header.Set(ClientAddrHeader, clientAddr(c))
-	resp, err := s.fwd.client.Do(out)
+	resp, err := s.fwd.do(out, s.servedBy, requestWait(req.URL.Query()))
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {

@@ -12,7 +12,7 @@ import (
 	"weir/client"
 )
 
-// The consumer group calls but the poll (groups.go): routes, names, and
+// The consumer group calls but the poll (poll.go): routes, names, and
 // the bodies of join, heartbeat, seek, commit and reset, checked before the
 // coordinator sees them.
 

@@ -25,10 +25,16 @@ import (
 // test moves (every append is committed at once).
 type fakePartition struct {
 	log     *logstore.Log
+	dir     string // the log's directory
 	hw      atomic.Int64
 	mu      sync.Mutex
 	notify  chan struct{}
-	waiting chan struct{} // receives (without blocking) each time a WaitHW starts waiting
+	waiting chan struct{} // receives (without blocking) each time a reader finds nothing new and may wait
+	reads   atomic.Int64  // Read calls
+	// onAppend tells the backend (AnyChanged) of each append.
+	onAppend func()
+	// inRead, when set, runs inside each Read (to see reads overlap).
+	inRead func()
 }
 
 func newFakePartition(t *testing.T) *fakePartition {
@@ -36,12 +42,13 @@ func newFakePartition(t *testing.T) *fakePartition {
 	cfg := logstore.DefaultConfig()
 	cfg.SegmentBytes = 1 << 20
 	cfg.Fsync = logstore.FsyncNever
-	l, err := logstore.Open(t.TempDir(), cfg, logstore.Options{})
+	dir := t.TempDir()
+	l, err := logstore.Open(dir, cfg, logstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	return &fakePartition{log: l, notify: make(chan struct{}), waiting: make(chan struct{}, 1)}
+	return &fakePartition{log: l, dir: dir, notify: make(chan struct{}), waiting: make(chan struct{}, 1)}
 }
 
 func (p *fakePartition) Append(ctx context.Context, batch []byte, _ replication.Acks) (logstore.AppendResult, error) {
@@ -54,6 +61,9 @@ func (p *fakePartition) Append(ctx context.Context, batch []byte, _ replication.
 	close(p.notify)
 	p.notify = make(chan struct{})
 	p.mu.Unlock()
+	if p.onAppend != nil {
+		p.onAppend()
+	}
 	return res, nil
 }
 
@@ -75,9 +85,24 @@ func (p *fakePartition) add(t *testing.T, values ...string) {
 }
 
 func (p *fakePartition) Read(offset int64, maxBytes int) (logstore.ReadResult, int64, error) {
+	p.reads.Add(1)
+	if p.inRead != nil {
+		p.inRead()
+	}
 	hw := p.hw.Load()
 	res, err := p.log.Read(offset, maxBytes, hw)
+	if err == nil && len(res.Data) == 0 && offset >= hw {
+		p.signalWaiting()
+	}
 	return res, hw, err
+}
+
+// signalWaiting leaves a token in waiting, without blocking.
+func (p *fakePartition) signalWaiting() {
+	select {
+	case p.waiting <- struct{}{}:
+	default:
+	}
 }
 
 func (p *fakePartition) WaitHW(ctx context.Context, offset int64) error {
@@ -86,10 +111,7 @@ func (p *fakePartition) WaitHW(ctx context.Context, offset int64) error {
 		if p.hw.Load() > offset {
 			return nil
 		}
-		select {
-		case p.waiting <- struct{}{}:
-		default:
-		}
+		p.signalWaiting()
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -116,26 +138,47 @@ type fakeBackend struct {
 	local  map[client.TopicPartition]*fakePartition
 	remote map[client.TopicPartition]string // partition led by the node at this address
 	stale  bool                             // MetadataCurrent reports false
+	codecs *logstore.Codecs
+	mu     sync.Mutex    // guards the maps (a test may add partitions while serving) and notify
+	notify chan struct{} // closed on an append to any local partition
 }
 
 func newFakeBackend() *fakeBackend {
-	return &fakeBackend{local: map[client.TopicPartition]*fakePartition{}, remote: map[client.TopicPartition]string{}}
+	return &fakeBackend{local: map[client.TopicPartition]*fakePartition{}, remote: map[client.TopicPartition]string{},
+		notify: make(chan struct{}), codecs: logstore.NewCodecs(64 << 20)}
 }
+
+func (b *fakeBackend) AnyChanged() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.notify
+}
+
+func (b *fakeBackend) changed() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	close(b.notify)
+	b.notify = make(chan struct{})
+}
+
+func (b *fakeBackend) Codecs() *logstore.Codecs { return b.codecs }
 
 func (b *fakeBackend) NodeID() int32 { return 1 }
 
 func (b *fakeBackend) MetadataCurrent() bool { return !b.stale }
 
 func (b *fakeBackend) TopicInfo(name string) (TopicInfo, error) {
-	n := 0
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0 // partitions 0..n-1 (those of neither map have no leader)
 	for tp := range b.local {
 		if tp.Topic == name {
-			n++
+			n = max(n, int(tp.Partition)+1)
 		}
 	}
 	for tp := range b.remote {
 		if tp.Topic == name {
-			n++
+			n = max(n, int(tp.Partition)+1)
 		}
 	}
 	if n == 0 {
@@ -144,7 +187,36 @@ func (b *fakeBackend) TopicInfo(name string) (TopicInfo, error) {
 	return TopicInfo{Name: name, Partitions: n}, nil
 }
 
+// TopicOffsets reports the local partitions of topic (with the offset of a
+// timestamp: the first at or after it).
+func (b *fakeBackend) TopicOffsets(_ context.Context, name string, ts *int64) (client.TopicOffsets, error) {
+	info, err := b.TopicInfo(name)
+	if err != nil {
+		return client.TopicOffsets{}, err
+	}
+	out := client.TopicOffsets{Topic: name}
+	for i := range int32(info.Partitions) {
+		b.mu.Lock()
+		p, ok := b.local[client.TopicPartition{Topic: name, Partition: i}]
+		b.mu.Unlock()
+		if !ok { // led elsewhere or by no one: report an empty log
+			out.Partitions = append(out.Partitions, client.PartitionOffsets{Partition: i})
+			continue
+		}
+		o := client.PartitionOffsets{Partition: i, LogStartOffset: p.log.LogStartOffset(), HighWatermark: p.HighWatermark(), LogEndOffset: p.log.LogEndOffset()}
+		if ts != nil {
+			if off, at, found, err := p.log.OffsetForTimestamp(*ts); err == nil && found {
+				o.Offset, o.Timestamp = &off, &at
+			}
+		}
+		out.Partitions = append(out.Partitions, o)
+	}
+	return out, nil
+}
+
 func (b *fakeBackend) Partition(topic string, partition int32) (Partition, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	tp := client.TopicPartition{Topic: topic, Partition: partition}
 	if p, ok := b.local[tp]; ok {
 		return p, nil
@@ -317,10 +389,12 @@ func (g *fakeGroups) DeleteGroup(_ context.Context, group string) error {
 }
 
 type groupTestNode struct {
-	b   *fakeBackend
-	g   *fakeGroups
-	srv *Server
-	url string
+	b     *fakeBackend
+	g     *fakeGroups
+	srv   *Server
+	hs    *httptest.Server
+	url   string
+	reads atomic.Int64 // requests served that read records (a consume, another node's read)
 }
 
 func newGroupTestNode(t *testing.T) *groupTestNode {
@@ -338,16 +412,25 @@ func newGroupTestNodeWith(t *testing.T, wrap func(*fakeGroups) Groups, more ...f
 		f(&opts)
 	}
 	n.srv = New(opts)
-	hs := httptest.NewServer(n.srv.Handler())
-	t.Cleanup(hs.Close)
-	n.url = hs.URL
+	h := n.srv.Handler()
+	n.hs = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/records") || r.URL.Path == "/internal/v1/read" {
+			n.reads.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(n.hs.Close)
+	n.url = n.hs.URL
 	return n
 }
 
 // addLocal gives the node the leader replica of topic-partition.
 func (n *groupTestNode) addLocal(t *testing.T, topic string, partition int32) *fakePartition {
 	p := newFakePartition(t)
+	p.onAppend = n.b.changed
+	n.b.mu.Lock()
 	n.b.local[client.TopicPartition{Topic: topic, Partition: partition}] = p
+	n.b.mu.Unlock()
 	return p
 }
 

@@ -108,11 +108,13 @@ type OffsetsTopicResponse struct {
 }
 
 func (s *Server) internalRoutes() {
+	g := s.e.Group("/internal/v1", s.requireNode)
+	// Reads for requests other nodes serve need only the partitions.
+	g.POST("/read", s.serveRead)
 	in := s.opts.Internal
 	if in == nil {
 		return
 	}
-	g := s.e.Group("/internal/v1", s.requireNode)
 	g.POST("/brokers/register", jsonCall(s, in.Register))
 	g.POST("/brokers/heartbeat", jsonCall(s, in.Heartbeat))
 	g.POST("/brokers/shutdown", jsonCall(s, in.ControlledShutdown))

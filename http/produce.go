@@ -308,8 +308,7 @@ func (s *Server) produceRemote(ctx context.Context, ne *NotHereError, topic stri
 		return nil, fmt.Errorf("forward produce: %w", err)
 	}
 	req.Header.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
-	req.Header.Set(ForwardedHeader, s.servedBy)
-	resp, err := s.fwd.client.Do(req)
+	resp, err := s.fwd.do(req, s.servedBy, timeout)
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {

@@ -120,6 +120,8 @@ type Server struct {
 	produces sync.Pool            // *produceState: a produce's batches and bookkeeping
 	// pollTurn rotates the partition a group poll serves first.
 	pollTurn atomic.Uint64
+	// replies holds reply buffers for reuse (consume replies).
+	replies sync.Pool
 }
 
 // New builds the API server.
@@ -138,7 +140,7 @@ func New(opts Options) *Server {
 	}
 	s := &Server{e: echo.New(), b: opts.Backend, log: opts.Logger, opts: opts, metrics: opts.Metrics,
 		servedBy: strconv.Itoa(int(opts.Backend.NodeID()))}
-	s.fwd = newForwarder(opts.RequestTimeout+5*time.Second, opts.Cluster)
+	s.fwd = newForwarder(opts.RequestTimeout, opts.Cluster)
 	s.refusals = nodeauth.NewRefusalLog(opts.Logger, "refused a node-to-node request: no or a wrong cluster credential", 10*time.Second)
 	s.e.HideBanner, s.e.HidePort = true, true
 	s.e.HTTPErrorHandler = s.handleError

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"weir/client"
+	"weir/fetch"
 	"weir/groups"
 	httpapi "weir/http"
 	"weir/logstore"
@@ -63,12 +64,16 @@ func (e groupsEnv) LoadOffsets(ctx context.Context, p, epoch int32, fn func(key,
 		}
 	}
 	hw := part.HighWatermark()
-	codecs := part.Log().Codecs()
 	for off := part.Log().LogStartOffset(); off < hw; {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		res, _, err := part.Read(off, 1<<20)
+		res, err := fetch.Records(part, off, fetch.Limits{MaxBytes: 1 << 20}, func(r logstore.Record) error {
+			if r.Offset < hw {
+				fn(r.Key, r.Value)
+			}
+			return nil
+		})
 		if err != nil {
 			var oor *logstore.OutOfRangeError
 			if errors.As(err, &oor) && off < oor.LogStartOffset { // retention or compaction moved the start
@@ -77,21 +82,10 @@ func (e groupsEnv) LoadOffsets(ctx context.Context, p, epoch int32, fn func(key,
 			}
 			return fmt.Errorf("read offsets partition %d at %d: %w", p, off, err)
 		}
-		if res.NextOffset <= off {
+		if res.Next <= off {
 			break
 		}
-		err = logstore.Batches(res.Data, func(b logstore.Batch) error {
-			return codecs.EachRecord(b, func(r logstore.Record) error {
-				if r.Offset >= off && r.Offset < hw {
-					fn(r.Key, r.Value)
-				}
-				return nil
-			})
-		})
-		if err != nil {
-			return fmt.Errorf("decode offsets partition %d at %d: %w", p, off, err)
-		}
-		off = res.NextOffset
+		off = res.Next
 	}
 	return nil
 }
