@@ -208,7 +208,8 @@ type ProduceResponse struct {
 }
 
 // ConsumedRecord is one record of a consume reply. Key/Value hold embedded JSON
-// or a JSON string per the encoding; KeyB64/ValueB64 hold binary.
+// or a JSON string per the encoding; KeyB64/ValueB64 hold binary (and any
+// bytes that are not UTF-8, whatever the encoding).
 type ConsumedRecord struct {
 	Topic     string            `json:"topic,omitempty"`
 	Partition *int32            `json:"partition,omitempty"`
@@ -219,6 +220,8 @@ type ConsumedRecord struct {
 	Value     json.RawMessage   `json:"value,omitempty"`
 	ValueB64  *string           `json:"value_b64,omitempty"`
 	Headers   map[string]string `json:"headers,omitempty"`
+	// HeadersB64 holds the headers whose values are not UTF-8, in base64.
+	HeadersB64 map[string]string `json:"headers_b64,omitempty"`
 }
 
 // ConsumeResponse is GET /v1/topics/{t}/partitions/{p}/records.

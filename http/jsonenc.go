@@ -66,25 +66,24 @@ func appendJSONString(dst, b []byte) []byte {
 	return append(dst, '"')
 }
 
-// appendBytesField appends `,"name":<value>` or `,"name_b64":"..."` per the encoding.
+// appendBytesField appends `,"name":<value>` or `,"name_b64":"..."` per the
+// encoding. Bytes that are not UTF-8 go as name_b64 whatever the encoding:
+// a reply is always valid JSON to strict parsers (a JSON text must be UTF-8,
+// and bytes like {"a":"\xff"} pass for JSON otherwise).
 func appendBytesField(dst []byte, name string, b []byte, enc encoding) []byte {
-	if enc == encAuto && fastjson.ValidateBytes(b) == nil {
-		dst = append(dst, `,"`...)
-		dst = append(dst, name...)
-		dst = append(dst, `":`...)
-		return append(dst, b...)
-	}
 	if enc != encBase64 && utf8.Valid(b) {
 		dst = append(dst, `,"`...)
 		dst = append(dst, name...)
 		dst = append(dst, `":`...)
+		if enc == encAuto && fastjson.ValidateBytes(b) == nil {
+			return append(dst, b...)
+		}
 		return appendJSONString(dst, b)
 	}
 	dst = append(dst, `,"`...)
 	dst = append(dst, name...)
-	dst = append(dst, `_b64":"`...)
-	dst = base64.StdEncoding.AppendEncode(dst, b)
-	return append(dst, '"')
+	dst = append(dst, `_b64":`...)
+	return appendBase64String(dst, b)
 }
 
 // appendRecordJSON appends one record as the API's JSON object. partition < 0
@@ -114,22 +113,62 @@ func appendRecordFields(dst []byte, r *logstore.Record, enc encoding) []byte {
 	} else {
 		dst = appendBytesField(dst, "value", r.Value, enc)
 	}
-	return append(appendHeadersField(dst, r.Headers), '}')
+	return append(appendReplyHeaders(dst, r.Headers), '}')
 }
 
-// appendHeadersField appends `,"headers":{...}` when there are headers.
+// appendReplyHeaders appends a record's headers to a reply: those whose
+// value is UTF-8 as `,"headers":{...}`, the others as
+// `,"headers_b64":{...}` with their values in base64. (Keys are strings, as
+// in Kafka; a key that is not UTF-8 has its bad bytes shown as U+FFFD.)
+func appendReplyHeaders(dst []byte, headers []logstore.Header) []byte {
+	bin := 0
+	for _, h := range headers {
+		if !utf8.Valid(h.Value) {
+			bin++
+		}
+	}
+	if bin < len(headers) {
+		dst = appendHeaderObject(dst, `,"headers":{`, headers, func(h *logstore.Header) bool { return utf8.Valid(h.Value) }, appendJSONString)
+	}
+	if bin > 0 {
+		dst = appendHeaderObject(dst, `,"headers_b64":{`, headers, func(h *logstore.Header) bool { return !utf8.Valid(h.Value) }, appendBase64String)
+	}
+	return dst
+}
+
+// appendHeadersField appends `,"headers":{...}` when there are headers, the
+// values as strings (a forwarded produce's body).
 func appendHeadersField(dst []byte, headers []logstore.Header) []byte {
 	if len(headers) == 0 {
 		return dst
 	}
-	dst = append(dst, `,"headers":{`...)
-	for i, h := range headers {
-		if i > 0 {
+	return appendHeaderObject(dst, `,"headers":{`, headers, func(*logstore.Header) bool { return true }, appendJSONString)
+}
+
+// appendHeaderObject appends open, then the headers pick chooses as
+// "key":value with value written by val, then the closing brace.
+func appendHeaderObject(dst []byte, open string, headers []logstore.Header, pick func(*logstore.Header) bool, val func([]byte, []byte) []byte) []byte {
+	dst = append(dst, open...)
+	first := true
+	for i := range headers {
+		h := &headers[i]
+		if !pick(h) {
+			continue
+		}
+		if !first {
 			dst = append(dst, ',')
 		}
+		first = false
 		dst = appendJSONString(dst, []byte(h.Key))
 		dst = append(dst, ':')
-		dst = appendJSONString(dst, h.Value)
+		dst = val(dst, h.Value)
 	}
 	return append(dst, '}')
+}
+
+// appendBase64String appends b in base64 as a JSON string.
+func appendBase64String(dst, b []byte) []byte {
+	dst = append(dst, '"')
+	dst = base64.StdEncoding.AppendEncode(dst, b)
+	return append(dst, '"')
 }

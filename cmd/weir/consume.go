@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"strconv"
@@ -569,13 +570,31 @@ func writeRecord(w *bufio.Writer, r client.ConsumedRecord, format []formatPart) 
 				return fmt.Errorf("record at offset %d: value: %w", r.Offset, err)
 			}
 		case 'h':
-			for i, k := range sortedKeys(r.Headers) {
-				if i > 0 {
-					w.WriteByte(',')
-				}
-				w.WriteString(k + "=" + r.Headers[k])
+			if err := writeHeaders(w, r); err != nil {
+				return fmt.Errorf("record at offset %d: headers: %w", r.Offset, err)
 			}
 		}
+	}
+	return nil
+}
+
+// writeHeaders writes a record's headers as k=v,k=v in key order, with the
+// bytes of those that came in base64 (not UTF-8).
+func writeHeaders(w *bufio.Writer, r client.ConsumedRecord) error {
+	all := make(map[string]string, len(r.Headers)+len(r.HeadersB64))
+	maps.Copy(all, r.Headers)
+	for k, v := range r.HeadersB64 {
+		data, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return fmt.Errorf("%q: %w", k, err)
+		}
+		all[k] = string(data)
+	}
+	for i, k := range sortedKeys(all) {
+		if i > 0 {
+			w.WriteByte(',')
+		}
+		w.WriteString(k + "=" + all[k])
 	}
 	return nil
 }
