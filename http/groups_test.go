@@ -184,7 +184,7 @@ func (b *fakeBackend) TopicInfo(name string) (TopicInfo, error) {
 	if n == 0 {
 		return TopicInfo{}, Errorf(client.CodeUnknownTopicOrPartition, "topic %q does not exist", name)
 	}
-	return TopicInfo{Name: name, Partitions: n}, nil
+	return TopicInfo{Name: name, Partitions: n, MaxMessageBytes: 1 << 20}, nil
 }
 
 // TopicOffsets reports the local partitions of topic (with the offset of a

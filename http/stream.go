@@ -89,8 +89,8 @@ func (s *Server) stream(c echo.Context) error {
 
 // topicStream is one follow stream. Partitions this node leads are read in
 // the stream's goroutine when an append wakes it; the others are read from
-// their leaders, one long-poll per leader node at a time and at most
-// maxReadsInFlight-1 of those, whose answers come back through results.
+// their leaders, a long-poll per leader node for the partitions it leads, at
+// most maxReadsInFlight-1 at a time, whose answers come back through results.
 type topicStream struct {
 	s       *Server
 	topic   string
@@ -98,8 +98,7 @@ type topicStream struct {
 	follow  bool
 	parts   []streamPart // by partition
 	results chan streamRead
-	running int             // remote reads in flight
-	busy    map[string]bool // leader nodes with a read in flight
+	running int // remote reads in flight
 	w       *echo.Response
 	bw      *bufio.Writer
 	line    []byte
@@ -180,7 +179,6 @@ func (st *topicStream) run(ctx context.Context) {
 		case <-changed:
 		case r := <-st.results:
 			st.running--
-			delete(st.busy, r.addr)
 			if end := st.applyRemote(r); end != nil {
 				t.Stop()
 				st.fail(end)
@@ -264,8 +262,9 @@ func (st *topicStream) passing(sp *streamPart, err *Error, now time.Time) {
 	sp.failed, sp.retryAt = err, now.Add(noLeaderRetry)
 }
 
-// startRemote starts a read of each leader node whose partitions are due
-// and that has none in flight, as slots allow.
+// startRemote starts a read of each leader node for its partitions that are
+// due, as slots allow (a partition added, or moved to a node whose read is in
+// flight, goes in a read of its own rather than wait for that one).
 func (st *topicStream) startRemote(ctx context.Context, wg *sync.WaitGroup) {
 	now := time.Now()
 	reqs := map[string]*readRequest{}
@@ -282,9 +281,6 @@ func (st *topicStream) startRemote(ctx context.Context, wg *sync.WaitGroup) {
 		}
 		if ne.Addr == "" {
 			st.passing(sp, Errorf(client.CodeLeaderNotAvailable, "%s has no known address", ne.What), now)
-			continue
-		}
-		if st.busy[ne.Addr] {
 			continue
 		}
 		req := reqs[ne.Addr]
@@ -305,10 +301,6 @@ func (st *topicStream) startRemote(ctx context.Context, wg *sync.WaitGroup) {
 		for _, p := range req.Partitions {
 			st.parts[p.Partition].inFlight = true
 		}
-		if st.busy == nil {
-			st.busy = map[string]bool{}
-		}
-		st.busy[addr] = true
 		st.running++
 		wait := streamRemoteWait
 		if !st.follow {

@@ -1,0 +1,85 @@
+package httpapi
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"weir/client"
+)
+
+func asIs(g *fakeGroups) Groups { return g }
+
+// shortRequests is a test node's option: a request timeout of 100 ms.
+func shortRequests(o *Options) { o.RequestTimeout = 100 * time.Millisecond }
+
+// A produce forwarded to its leader may take its timeout_ms there: the call
+// is not cut at the request timeout plus a margin, and the leader is told
+// how long the forwarding node waits.
+func TestForwardedProduceWaitsItsTimeout(t *testing.T) {
+	const hold = forwardMargin + 500*time.Millisecond // past what one fixed timeout allowed
+	told := make(chan string, 1)
+	leader := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		told <- r.Header.Get(ForwardTimeoutHeader)
+		_, _ = io.Copy(io.Discard, r.Body)
+		held := time.NewTimer(hold)
+		defer held.Stop()
+		select {
+		case <-held.C:
+		case <-r.Context().Done():
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"offsets":[{"partition":0,"offset":7}]}`)
+	}))
+	defer leader.Close()
+	n := newGroupTestNodeWith(t, asIs, shortRequests)
+	n.b.remote[client.TopicPartition{Topic: "p", Partition: 0}] = strings.TrimPrefix(leader.URL, "http://")
+
+	start := time.Now()
+	r := do(t, "POST", n.url+"/v1/topics/p/partitions/0/records?timeout_ms=20000", `{"records":[{"value":"x"}]}`)
+	if r.status != 200 || !strings.Contains(string(r.body), `"offset":7`) {
+		t.Fatalf("forwarded produce after %v: %d %s", time.Since(start), r.status, r.body)
+	}
+	if got, want := <-told, "25100"; got != want { // timeout_ms + request timeout + margin
+		t.Fatalf("%s: %q, want %s", ForwardTimeoutHeader, got, want)
+	}
+}
+
+// A group poll forwarded to the coordinator waits its wait_ms there, not
+// just the coordinator's request timeout.
+func TestForwardedPollWaitsItsWait(t *testing.T) {
+	owner := newGroupTestNodeWith(t, asIs, shortRequests)
+	p := owner.addLocal(t, "f", 0)
+	owner.g.positions = []client.GroupPosition{{Topic: "f", Partition: 0}}
+	first := newGroupTestNodeWith(t, asIs, shortRequests)
+	first.g.notHere = &NotHereError{NodeID: 2, Addr: strings.TrimPrefix(owner.url, "http://"), What: "the coordinator of group \"g\""}
+
+	type result struct {
+		r   pollReply
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, _, err := pollErr(first, "wait_ms=10000")
+		done <- result{r, err}
+	}()
+	<-p.waiting // the coordinator's poll found nothing to read
+	select {
+	case res := <-done:
+		t.Fatalf("the forwarded poll answered before its wait was over, with no record: %+v %v", res.r, res.err)
+	case <-time.After(time.Second): // ten times the request timeout
+	}
+	p.add(t, "late")
+	select {
+	case res := <-done:
+		if res.err != nil || len(res.r.Records) != 1 || res.r.Records[0].Value != "late" {
+			t.Fatalf("forwarded poll: %+v %v", res.r, res.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the forwarded poll did not answer with the record")
+	}
+}
