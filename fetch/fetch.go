@@ -129,9 +129,6 @@ func Decode(codecs *logstore.Codecs, data []byte, offset, hw int64, lim Limits, 
 func decode(codecs *logstore.Codecs, data []byte, out *Result, lim Limits, fn func(logstore.Record) error) (full bool, err error) {
 	var fnErr error
 	for len(data) > 0 {
-		if lim.MaxRecords > 0 && out.Records >= lim.MaxRecords {
-			return true, nil
-		}
 		b, rest, ok, err := logstore.NextBatch(data)
 		if err != nil {
 			return false, &StorageError{Offset: out.Next, Err: err}
@@ -167,6 +164,9 @@ func decode(codecs *logstore.Codecs, data []byte, out *Result, lim Limits, fn fu
 			return false, &StorageError{Offset: out.Next, Err: fmt.Errorf("batch at offset %d: %w", b.BaseOffset(), err)}
 		}
 		out.Next = max(out.Next, b.NextOffset()) // past records compaction removed, too
+		if lim.MaxRecords > 0 && out.Records >= lim.MaxRecords {
+			return true, nil
+		}
 	}
 	return false, nil
 }

@@ -37,7 +37,7 @@ type fakePartition struct {
 	inRead func()
 }
 
-func newFakePartition(t *testing.T) *fakePartition {
+func newFakePartition(t testing.TB) *fakePartition {
 	t.Helper()
 	cfg := logstore.DefaultConfig()
 	cfg.SegmentBytes = 1 << 20
@@ -68,7 +68,7 @@ func (p *fakePartition) Append(ctx context.Context, batch []byte, _ replication.
 }
 
 // add appends one batch of records with the given values (key "k<offset>").
-func (p *fakePartition) add(t *testing.T, values ...string) {
+func (p *fakePartition) add(t testing.TB, values ...string) {
 	t.Helper()
 	recs := make([]logstore.Record, len(values))
 	base := p.log.LogEndOffset()
@@ -397,14 +397,14 @@ type groupTestNode struct {
 	reads atomic.Int64 // requests served that read records (a consume, another node's read)
 }
 
-func newGroupTestNode(t *testing.T) *groupTestNode {
+func newGroupTestNode(t testing.TB) *groupTestNode {
 	return newGroupTestNodeWith(t, func(g *fakeGroups) Groups { return g })
 }
 
 // newGroupTestNodeWith serves wrap(the fake) as the node's group service;
 // more, if given, changes the options. Every test node holds the same
 // cluster credential.
-func newGroupTestNodeWith(t *testing.T, wrap func(*fakeGroups) Groups, more ...func(*Options)) *groupTestNode {
+func newGroupTestNodeWith(t testing.TB, wrap func(*fakeGroups) Groups, more ...func(*Options)) *groupTestNode {
 	t.Helper()
 	n := &groupTestNode{b: newFakeBackend(), g: &fakeGroups{generation: 5, policy: client.ResetToEarliest}}
 	opts := Options{Backend: n.b, Groups: wrap(n.g), RequestTimeout: 5 * time.Second, Metrics: NewMetrics(), Cluster: testKeys(t)}
@@ -425,7 +425,7 @@ func newGroupTestNodeWith(t *testing.T, wrap func(*fakeGroups) Groups, more ...f
 }
 
 // addLocal gives the node the leader replica of topic-partition.
-func (n *groupTestNode) addLocal(t *testing.T, topic string, partition int32) *fakePartition {
+func (n *groupTestNode) addLocal(t testing.TB, topic string, partition int32) *fakePartition {
 	p := newFakePartition(t)
 	p.onAppend = n.b.changed
 	n.b.mu.Lock()

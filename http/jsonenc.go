@@ -75,7 +75,7 @@ func appendBytesField(dst []byte, name string, b []byte, enc encoding) []byte {
 		dst = append(dst, `,"`...)
 		dst = append(dst, name...)
 		dst = append(dst, `":`...)
-		if enc == encAuto && fastjson.ValidateBytes(b) == nil {
+		if enc == encAuto && mayBeJSON(b) && fastjson.ValidateBytes(b) == nil {
 			return append(dst, b...)
 		}
 		return appendJSONString(dst, b)
@@ -84,6 +84,21 @@ func appendBytesField(dst []byte, name string, b []byte, enc encoding) []byte {
 	dst = append(dst, name...)
 	dst = append(dst, `_b64":`...)
 	return appendBase64String(dst, b)
+}
+
+// mayBeJSON rules out, by its first byte, most text that is not JSON (a
+// key like user-1), sparing it fastjson's validation, whose errors allocate.
+func mayBeJSON(b []byte) bool {
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case '{', '[', '"', '-', 't', 'f', 'n':
+			return true
+		}
+		return '0' <= c && c <= '9'
+	}
+	return false
 }
 
 // appendRecordJSON appends one record as the API's JSON object. partition < 0

@@ -19,7 +19,7 @@ import (
 )
 
 // testKeys is the cluster credential of the test nodes.
-func testKeys(t *testing.T) *nodeauth.Keys {
+func testKeys(t testing.TB) *nodeauth.Keys {
 	t.Helper()
 	k, err := nodeauth.NewKeys("http-test-cluster-secret")
 	if err != nil {
