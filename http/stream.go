@@ -166,9 +166,10 @@ func (st *topicStream) run(ctx context.Context) {
 			st.finish()
 			return
 		}
+		now := time.Now()
 		wake := idle.Add(streamKeepAlive)
 		for _, p := range st.parts {
-			if !p.retryAt.IsZero() && p.retryAt.Before(wake) {
+			if p.retryAt.After(now) && p.retryAt.Before(wake) { // (one due already waits for a slot: a result wakes us)
 				wake = p.retryAt
 			}
 		}
@@ -292,6 +293,13 @@ func (st *topicStream) startRemote(ctx context.Context, wg *sync.WaitGroup) {
 		req.Partitions = append(req.Partitions, readPartition{Topic: st.topic, Partition: int32(i), Offset: sp.pos, MaxBytes: defaultMaxBytes})
 	}
 	slices.Sort(nodes)
+	wait := streamRemoteWait
+	switch {
+	case !st.follow:
+		wait = 0
+	case len(nodes) > maxReadsInFlight-1-st.running:
+		wait = pollRotateWait // more nodes than slots: take turns
+	}
 	for _, addr := range nodes {
 		if st.running >= maxReadsInFlight-1 {
 			return
@@ -302,10 +310,6 @@ func (st *topicStream) startRemote(ctx context.Context, wg *sync.WaitGroup) {
 			st.parts[p.Partition].inFlight = true
 		}
 		st.running++
-		wait := streamRemoteWait
-		if !st.follow {
-			wait = 0
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
