@@ -71,7 +71,8 @@ type Backend interface {
 	TopicInfo(name string) (TopicInfo, error)
 	// Partition returns the local leader replica, or an API error (unknown, no leader).
 	Partition(topic string, partition int32) (Partition, error)
-	// AnyChanged is closed when any partition's HW moves (for follow streams).
+	// AnyChanged is closed when any partition's HW moves (readers waiting
+	// on many partitions: streams, group polls, other nodes' reads).
 	AnyChanged() <-chan struct{}
 	Codecs() *logstore.Codecs
 }
@@ -83,7 +84,8 @@ type Options struct {
 	MaxRequestBytes int64
 	// MaxRequestRecords bounds the records of one produce request.
 	MaxRequestRecords int
-	// RequestTimeout bounds a produce's wait when the request gives no timeout_ms.
+	// RequestTimeout bounds a produce's wait when the request gives no
+	// timeout_ms, and what a forwarded call may take besides its own wait.
 	RequestTimeout time.Duration
 	Metrics        *Metrics
 	// Internal serves /internal/v1 (node-to-node); nil leaves it out.

@@ -89,7 +89,7 @@ func options() []option {
 		intOpt("leader_imbalance_check_interval_ms", "how often the controller moves leaderships back to preferred replicas (with auto_leader_rebalance_enable)", func(c *Config) *int64 { return &c.LeaderImbalanceCheckIntervalMs }),
 		intOpt("groups_offsets_partitions", "partitions of __consumer_offsets (fixed once the topic exists)", func(c *Config) *int32 { return &c.GroupsOffsetsPartitions }),
 		intOpt("groups_offsets_segment_bytes", "segment size of __consumer_offsets: compaction cleans closed segments, so smaller keeps it smaller (fixed once the topic exists)", func(c *Config) *int64 { return &c.GroupsOffsetsSegmentBytes }),
-		intOpt("request_timeout_ms", "how long a request, forwarded or waiting for acks=all, may take before REQUEST_TIMED_OUT", func(c *Config) *int64 { return &c.RequestTimeoutMs }),
+		intOpt("request_timeout_ms", "how long a request, forwarded or waiting for acks=all, may take before REQUEST_TIMED_OUT (a forwarded read or produce: its wait_ms or timeout_ms on top)", func(c *Config) *int64 { return &c.RequestTimeoutMs }),
 		intOpt("shutdown_timeout_ms", "how long a clean shutdown may take before the process exits anyway", func(c *Config) *int64 { return &c.ShutdownTimeoutMs }),
 		intOpt("http_read_timeout_ms", "how long a client may take to send a request, headers and body", func(c *Config) *int64 { return &c.HTTPReadTimeoutMs }),
 		intOpt("http_write_timeout_ms", "how long a request may take from its headers to the end of its reply (long polls and streams extend it by their wait, follow streams per write)", func(c *Config) *int64 { return &c.HTTPWriteTimeoutMs }),
