@@ -369,7 +369,7 @@ func TestGroupPollRemotePartitions(t *testing.T) {
 		done <- result{r, err}
 	}()
 	select {
-	case <-r2.waiting: // the leader's consume is waiting on r-2
+	case <-r2.waiting: // the leader's read found nothing new on r-2
 	case <-time.After(10 * time.Second):
 		t.Fatal("the poll did not long-poll the remote leader")
 	}
