@@ -125,7 +125,7 @@ var catalog = []Code{
 	{InvalidRequest, 42, http.StatusBadRequest, false,
 		"The request is malformed; the message names the field."},
 	{KafkaStorageError, 56, http.StatusInternalServerError, true,
-		"The log's disk failed (full, broken or read-only), or the log is offline after a failed fsync or rename until its node restarts; nothing was acknowledged. Another replica takes over."},
+		"The log's disk failed (full, broken or read-only), or the log is offline after a failed fsync or rename until its node restarts; nothing was acknowledged. On a read: a stored batch cannot be read or decoded there (it is never skipped). Another replica takes over."},
 	{NonEmptyGroup, 68, http.StatusConflict, false,
 		"The group has members; resets and deletes need an empty group."},
 	{GroupIDNotFound, 69, http.StatusNotFound, false,

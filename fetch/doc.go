@@ -5,7 +5,7 @@
 // requests and replies.
 //
 // It sits below the front ends and above the storage: it imports logstore
-// and nothing else of Weir's. A partition comes in as a Source (the leader
+// and the error catalog (errcode), nothing else of Weir's. A partition comes in as a Source (the leader
 // replica, bounded by its high watermark, or a bare log with a bound of the
 // caller's choosing); what makes a replica the leader, and where a request
 // goes when this node is not, stays with the callers.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"weir/errcode"
 	"weir/logstore"
 )
 
@@ -55,17 +56,21 @@ type Result struct {
 
 // StorageError reports a log that could not be read at Offset: an I/O
 // error, or a stored batch that fails its checks (CRC, framing,
-// compression). Nothing from Offset on was yielded.
+// compression). Nothing from Offset on was yielded. It carries the catalog's
+// KAFKA_STORAGE_ERROR (ErrStorage) besides its cause.
 type StorageError struct {
 	Offset int64
 	Err    error
 }
 
+// ErrStorage is the catalog code every StorageError carries.
+var ErrStorage = errcode.New(errcode.KafkaStorageError, "the log cannot be read")
+
 func (e *StorageError) Error() string {
 	return fmt.Sprintf("the log cannot be read at offset %d: %v", e.Offset, e.Err)
 }
 
-func (e *StorageError) Unwrap() error { return e.Err }
+func (e *StorageError) Unwrap() []error { return []error{ErrStorage, e.Err} }
 
 // maxReads bounds the reads of one call: a read covers one segment at
 // most, and a compacted log may hold long runs of batches without records.

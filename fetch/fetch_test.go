@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"weir/errcode"
 	"weir/logstore"
 )
 
@@ -199,8 +200,8 @@ func TestRecordsStopAtADamagedBatch(t *testing.T) {
 	src := newHWSource(tl.l, 6)
 	got, res, err := collect(t, src, 0, Limits{MaxBytes: 1 << 20})
 	var se *StorageError
-	if !errors.As(err, &se) || se.Offset != 2 || !errors.Is(err, logstore.ErrCorruptBatch) {
-		t.Fatalf("err %v, want a StorageError at offset 2 wrapping ErrCorruptBatch", err)
+	if name, _ := errcode.NameOf(err); !errors.As(err, &se) || se.Offset != 2 || !errors.Is(err, logstore.ErrCorruptBatch) || name != errcode.KafkaStorageError {
+		t.Fatalf("err %v, want a StorageError at offset 2 wrapping ErrCorruptBatch, coded KAFKA_STORAGE_ERROR", err)
 	}
 	if !slices.Equal(got, []string{"0:0", "1:1"}) || res.Next != 2 {
 		t.Fatalf("before the damage: %q %+v", got, res)

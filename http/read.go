@@ -123,12 +123,9 @@ func (s *Server) leaderReplica(topic string, partition int32) (fetch.Source, err
 // offset out of range carries the bounds (hw: the partition's high
 // watermark) unless this node's metadata may be stale.
 func (s *Server) readFailure(err error, hw int64) *Error {
-	var se *fetch.StorageError
 	var oor *logstore.OutOfRangeError
 	var ne *NotHereError
 	switch {
-	case errors.As(err, &se):
-		return Errorf(client.CodeKafkaStorageError, "%v", err)
 	case errors.As(err, &oor):
 		var ae *Error
 		errors.As(s.staleOutOfRange(outOfRange(oor.Offset, oor.LogStartOffset, hw)), &ae)
@@ -136,7 +133,7 @@ func (s *Server) readFailure(err error, hw int64) *Error {
 	case errors.As(err, &ne):
 		return Errorf(client.CodeNotLeaderOrFollower, "%v", err)
 	}
-	return asAPIError(err)
+	return asAPIError(err) // a fetch.StorageError carries KAFKA_STORAGE_ERROR
 }
 
 // remotePart is one partition of another node's read reply.
@@ -208,7 +205,7 @@ func (s *Server) decodeRemote(part remotePart, offset int64, lim fetch.Limits, f
 	if err != nil {
 		var se *fetch.StorageError
 		if errors.As(err, &se) {
-			return res, Errorf(client.CodeKafkaStorageError, "batches from the partition's leader: %v", err)
+			return res, asAPIError(fmt.Errorf("batches from the partition's leader: %w", err))
 		}
 		return res, err
 	}
