@@ -58,16 +58,8 @@ func TestForwardedPollWaitsItsWait(t *testing.T) {
 	first := newGroupTestNodeWith(t, asIs, shortRequests)
 	first.g.notHere = &NotHereError{NodeID: 2, Addr: strings.TrimPrefix(owner.url, "http://"), What: "the coordinator of group \"g\""}
 
-	type result struct {
-		r   pollReply
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		r, _, err := pollErr(first, "wait_ms=10000")
-		done <- result{r, err}
-	}()
-	<-p.waiting // the coordinator's poll found nothing to read
+	done := pollAsync(first, "wait_ms=10000")
+	waitWaiting(t, p) // the coordinator's poll found nothing to read
 	select {
 	case res := <-done:
 		t.Fatalf("the forwarded poll answered before its wait was over, with no record: %+v %v", res.r, res.err)

@@ -70,6 +70,36 @@ func pollErr(n *groupTestNode, query string) (pollReply, time.Duration, error) {
 	return out, took, nil
 }
 
+// polled is the outcome of a poll run in the background.
+type polled struct {
+	r    pollReply
+	took time.Duration
+	err  error
+}
+
+// pollAsync polls in the background; the outcome comes on the channel.
+func pollAsync(n *groupTestNode, query string) <-chan polled {
+	done := make(chan polled, 1)
+	go func() {
+		r, took, err := pollErr(n, query)
+		done <- polled{r, took, err}
+	}()
+	return done
+}
+
+// waitWaiting waits until a read found nothing new on each partition and
+// waits for more.
+func waitWaiting(t *testing.T, ps ...*fakePartition) {
+	t.Helper()
+	for _, p := range ps {
+		select {
+		case <-p.waiting:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the poll did not wait on every partition")
+		}
+	}
+}
+
 func values(recs []polledRecord) []string {
 	var out []string
 	for _, r := range recs {
@@ -198,24 +228,9 @@ func TestGroupPollLongPollWakes(t *testing.T) {
 	n := newGroupTestNode(t)
 	a, b := n.addLocal(t, "a", 0), n.addLocal(t, "a", 1)
 	n.g.positions = []client.GroupPosition{{Topic: "a", Partition: 0}, {Topic: "a", Partition: 1}}
-	type result struct {
-		r    pollReply
-		took time.Duration
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		r, took, err := pollErr(n, "wait_ms=20000")
-		done <- result{r, took, err}
-	}()
+	done := pollAsync(n, "wait_ms=20000")
 	// Both partitions are waiting; data on one ends the poll.
-	for _, p := range []*fakePartition{a, b} {
-		select {
-		case <-p.waiting:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the poll did not wait on the partition")
-		}
-	}
+	waitWaiting(t, a, b)
 	b.add(t, "hello")
 	select {
 	case res := <-done:
@@ -359,20 +374,8 @@ func TestGroupPollRemotePartitions(t *testing.T) {
 	}
 
 	// A long-poll wakes when the remote leader gets a record.
-	type result struct {
-		r   pollReply
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		r, _, err := pollErr(n, "wait_ms=20000")
-		done <- result{r, err}
-	}()
-	select {
-	case <-r2.waiting: // the leader's read found nothing new on r-2
-	case <-time.After(10 * time.Second):
-		t.Fatal("the poll did not long-poll the remote leader")
-	}
+	done := pollAsync(n, "wait_ms=20000")
+	waitWaiting(t, r2) // the leader's read found nothing new on r-2
 	r2.add(t, "late")
 	select {
 	case res := <-done:
@@ -396,17 +399,8 @@ func TestGroupPollRemotePartitions(t *testing.T) {
 	default:
 	}
 	start := time.Now()
-	go func() {
-		r, _, err := pollErr(n, "wait_ms=20000")
-		done <- result{r, err}
-	}()
-	for _, p := range []*fakePartition{r2, l0} {
-		select {
-		case <-p.waiting:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the poll did not wait on every partition")
-		}
-	}
+	done = pollAsync(n, "wait_ms=20000")
+	waitWaiting(t, r2, l0)
 	l0.add(t, "l3")
 	select {
 	case res := <-done:
