@@ -167,3 +167,10 @@ func FuzzInternalJoinBody(f *testing.F) {
 	fuzzDecoder[JoinRequest](f, nil,
 		`{"id":2,"http_addr":"127.0.0.1:8083","raft_addr":"127.0.0.1:9094","rack":"a","incarnation":"x"}`, `{"id":null}`)
 }
+
+// Another node's read for a poll or a follow stream.
+func FuzzInternalReadBody(f *testing.F) {
+	fuzzDecoder(f, validateRead,
+		`{"max_wait_ms":500,"max_bytes":1048576,"partitions":[{"topic":"orders","partition":2,"offset":17,"max_bytes":65536}]}`,
+		`{"max_wait_ms":0,"max_bytes":1,"partitions":[]}`, `{"max_bytes":1,"partitions":[{"topic":"t"}]}`, `{"partitions":null}`)
+}

@@ -13,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labstack/echo/v4"
+
 	"weir/client"
 	"weir/logstore"
 	"weir/nodeauth"
+	"weir/replication"
 )
 
 // testKeys is the cluster credential of the test nodes.
@@ -105,6 +108,8 @@ func TestInternalRoutesNeedTheClusterCredential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// call is what reaches Internal: "" for no route, "-" for a route the
+	// node serves without it.
 	routes := []struct{ method, path, body, call string }{
 		{"POST", "/internal/v1/brokers/register", `{"id":99,"http_addr":"127.0.0.1:1","raft_addr":"127.0.0.1:2"}`, "register"},
 		{"POST", "/internal/v1/brokers/heartbeat", `{"id":1,"broker_epoch":1,"applied_index":0}`, "heartbeat"},
@@ -115,6 +120,7 @@ func TestInternalRoutesNeedTheClusterCredential(t *testing.T) {
 		{"POST", "/internal/v1/offsets-topic", `{}`, "offsets-topic"},
 		{"GET", "/internal/v1/groups", "", "groups"},
 		{"GET", "/internal/v1/topics/t/offsets", "", "topic offsets"},
+		{"POST", "/internal/v1/read", `{"max_wait_ms":0,"max_bytes":1024,"partitions":[{"topic":"t","partition":0,"offset":0,"max_bytes":1024}]}`, "-"},
 		{"GET", "/internal/v1/no-such-route", "", ""},
 	}
 	for _, rt := range routes {
@@ -139,7 +145,9 @@ func TestInternalRoutesNeedTheClusterCredential(t *testing.T) {
 			}
 			continue
 		}
-		want = append(want, rt.call)
+		if rt.call != "-" {
+			want = append(want, rt.call)
+		}
 		if r.status != 200 {
 			t.Errorf("%s %s with the credential: %d %s", rt.method, rt.path, r.status, r.body)
 		}
@@ -199,15 +207,16 @@ func TestClientForwardingHeadersChangeNothing(t *testing.T) {
 }
 
 // TestLongRequestsOutliveTheWriteTimeout: behind an http.Server whose write
-// timeout is shorter than their wait, a long poll still gets its (empty)
-// reply, and a follow stream still delivers a record written after the
-// timeout has passed.
+// timeout is shorter than their wait, a long poll and another node's read
+// still get their (empty) replies, and a follow stream still delivers a
+// record written after the timeout has passed.
 func TestLongRequestsOutliveTheWriteTimeout(t *testing.T) {
 	const writeTimeout = 300 * time.Millisecond
 	b := newFakeBackend()
 	p := newFakePartition(t)
 	b.local[client.TopicPartition{Topic: "t", Partition: 0}] = p
-	opts := Options{Backend: b, WriteTimeout: writeTimeout}
+	keys := testKeys(t)
+	opts := Options{Backend: b, WriteTimeout: writeTimeout, Cluster: keys}
 	withRecords(p)(&opts)
 	srv := New(opts)
 	hs := httptest.NewUnstartedServer(srv.Handler())
@@ -219,6 +228,12 @@ func TestLongRequestsOutliveTheWriteTimeout(t *testing.T) {
 	r := do(t, "GET", hs.URL+"/v1/topics/t/partitions/0/records?offset=0&wait_ms=1000", "")
 	if r.status != 200 || !strings.Contains(string(r.body), `"records":[]`) || time.Since(start) < time.Second {
 		t.Fatalf("a long poll past the write timeout: %d %s after %v", r.status, r.body, time.Since(start))
+	}
+	start = time.Now()
+	r = do(t, "POST", hs.URL+"/internal/v1/read", `{"max_wait_ms":1000,"max_bytes":1024,"partitions":[{"topic":"t","partition":0,"offset":0,"max_bytes":1024}]}`,
+		nodeauth.Header, keys.HTTPToken())
+	if r.status != 200 || r.header.Get(echo.HeaderContentType) != replication.FetchResponseContentType || time.Since(start) < time.Second {
+		t.Fatalf("a node's read past the write timeout: %d %q after %v", r.status, r.body, time.Since(start))
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -143,8 +143,8 @@ func (c *cluster) tryState(skip ...string) (string, error) {
 // TestOnlyNodesTalkToNodes: on a cluster of three real processes, a process
 // without the cluster secret can neither register a broker, heartbeat, stop
 // a broker, join, alter a partition's ISR, fetch as a follower, create the
-// offsets topic nor read the node-to-node routes (401 without a credential,
-// 403 with another cluster's), nor reach Raft (hashicorp/raft's own
+// offsets topic nor read the node-to-node routes, records among them (401
+// without a credential, 403 with another cluster's), nor reach Raft (hashicorp/raft's own
 // transport, speaking raw Raft, is cut off), nor join with another secret;
 // a join with a bad Raft address is refused even with the secret; and a
 // client's Weir-Forwarded-By does not keep its produce from the leader.
@@ -182,6 +182,7 @@ func TestOnlyNodesTalkToNodes(t *testing.T) {
 		{"POST", "/internal/v1/offsets-topic", `{}`},
 		{"GET", "/internal/v1/groups", ""},
 		{"GET", "/internal/v1/topics/guarded/offsets", ""},
+		{"POST", "/internal/v1/read", `{"max_wait_ms":0,"max_bytes":1048576,"partitions":[{"topic":"guarded","partition":0,"offset":0,"max_bytes":1048576}]}`},
 	}
 	for _, n := range c.nodes {
 		for _, f := range forged {
