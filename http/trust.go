@@ -12,7 +12,8 @@ import (
 // Who sent a request: another node of the cluster, which presents the
 // cluster credential (nodeauth.Header), or a client. Only nodes reach
 // /internal/v1, and only nodes' forwarding headers (Weir-Forwarded-By,
-// Weir-Client-Addr) count: a client's are dropped, so they change nothing.
+// Weir-Client-Addr, Weir-Forward-Timeout-Ms) count: a client's are dropped,
+// so they change nothing.
 // A client's address is the connection's peer, or with trusted proxies the
 // nearest untrusted address of X-Forwarded-For.
 
@@ -29,6 +30,7 @@ func (s *Server) nodeHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 		case presented == "":
 			h.Del(ForwardedHeader)
 			h.Del(ClientAddrHeader)
+			h.Del(ForwardTimeoutHeader)
 		case s.opts.Cluster == nil || !s.opts.Cluster.ValidHTTP(presented):
 			s.refusals.Refused(c.Request().RemoteAddr, "wrong cluster credential")
 			return Errorf(client.CodeClusterAuthorizationFailed,
