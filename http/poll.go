@@ -249,8 +249,11 @@ func (r *pollRun) run(ctx context.Context) {
 	deadline := time.NewTimer(time.Until(r.deadline))
 	defer deadline.Stop()
 	var grace <-chan time.Time
+	// Taken before the reads and renewed only once it fired (before the
+	// reads start again): renewing it on every turn of the loop would drop
+	// an append that came after a read found nothing but before the renewal.
+	changed := r.s.b.AnyChanged()
 	for {
-		changed := r.s.b.AnyChanged() // before reading: an append after the read wakes us
 		retry := r.start(readCtx, waitCtx)
 		if r.running == 0 && (r.found || !r.waiting) {
 			return
@@ -272,6 +275,7 @@ func (r *pollRun) run(ctx context.Context) {
 				grace = t.C
 			}
 		case <-changed:
+			changed = r.s.b.AnyChanged()
 			for i := range r.state {
 				r.state[i].dirty = true
 			}
