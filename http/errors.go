@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"syscall"
 
 	"weir/client"
 	"weir/errcode"
@@ -74,7 +73,7 @@ func asAPIError(err error) *Error {
 		// A failed fsync or rename: the write is not durable here, and the
 		// partition's leadership moves to another in-sync replica.
 		return Errorf(client.CodeKafkaStorageError, "%v; the partition's leadership moves to another replica, retry", err)
-	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EIO), errors.Is(err, syscall.EROFS), errors.Is(err, syscall.EDQUOT):
+	case logstore.IsDiskFault(err):
 		// The disk failed the write (full, broken, read-only): nothing was
 		// acknowledged; another replica may take over or space come back.
 		return Errorf(client.CodeKafkaStorageError, "the log's disk refused the write: %v", err)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // FS is the seam through which a log changes its files: every open, write,
@@ -69,6 +70,14 @@ func orOS(fs FS) FS {
 // restart, which recovers the log from disk (CRC scan), brings it back.
 // Errors wrapping it also wrap the failure that caused it.
 var ErrLogOffline = errors.New("log is offline after a storage failure")
+
+// IsDiskFault reports an error of the disk itself refusing a write: full,
+// over quota, read-only or broken. Nothing of the write was acknowledged;
+// space may come back, or another replica take over.
+func IsDiskFault(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EIO)
+}
 
 // faultError marks a failure that leaves a log's files in a state its memory
 // no longer describes (a failed fsync, rename or cut-back): the log goes

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"weir/client"
@@ -118,7 +117,7 @@ func (e groupsEnv) AppendOffsets(ctx context.Context, p, epoch int32, recs []gro
 
 // diskRefused reports a write the disk failed (full, broken, read-only).
 func diskRefused(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EDQUOT)
+	return logstore.IsDiskFault(err)
 }
 
 // HandOver asks the controller to make another alive in-sync replica the
