@@ -175,13 +175,16 @@ type TopicOffsets struct {
 // JSON string is stored as its UTF-8 bytes, any other value as its compact
 // JSON text, null or absent as null. KeyB64/ValueB64 carry binary.
 type ProduceRecord struct {
-	Key       json.RawMessage   `json:"key,omitempty"`
-	KeyB64    *string           `json:"key_b64,omitempty"`
-	Value     json.RawMessage   `json:"value,omitempty"`
-	ValueB64  *string           `json:"value_b64,omitempty"`
-	Headers   map[string]string `json:"headers,omitempty"`
-	Partition *int32            `json:"partition,omitempty"`
-	Timestamp *int64            `json:"timestamp,omitempty"`
+	Key      json.RawMessage   `json:"key,omitempty"`
+	KeyB64   *string           `json:"key_b64,omitempty"`
+	Value    json.RawMessage   `json:"value,omitempty"`
+	ValueB64 *string           `json:"value_b64,omitempty"`
+	Headers  map[string]string `json:"headers,omitempty"`
+	// HeadersB64 are headers whose values are not UTF-8, in base64 (as
+	// consume replies give them).
+	HeadersB64 map[string]string `json:"headers_b64,omitempty"`
+	Partition  *int32            `json:"partition,omitempty"`
+	Timestamp  *int64            `json:"timestamp,omitempty"`
 }
 
 // ProduceRequest is the JSON body of POST /v1/topics/{t}/records.

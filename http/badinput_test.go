@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"runtime"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"weir/client"
+	"weir/internal/testport"
 	"weir/server"
 )
 
@@ -28,15 +28,7 @@ type testNode struct {
 	url string
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeAddr(t testing.TB) string { return testport.Addr(t) }
 
 func startTestNode(t testing.TB, edit func(*server.Config)) *testNode {
 	t.Helper()

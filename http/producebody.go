@@ -323,7 +323,9 @@ func (st *produceState) parseRecord(r *jsonReader, depth, n int) error {
 		case "value_b64":
 			return valueSpan(&valueB64)
 		case "headers":
-			return st.parseHeaders(r, depth+1, n)
+			return st.parseHeaders(r, depth+1, n, false)
+		case "headers_b64":
+			return st.parseHeaders(r, depth+1, n, true)
 		case "partition":
 			p, err := st.integer(r, n, "partition", math.MaxInt32)
 			partition = int32(p)
@@ -333,7 +335,7 @@ func (st *produceState) parseRecord(r *jsonReader, depth, n int) error {
 			rec.Timestamp = ts
 			return err
 		}
-		return badRequest("%s: unknown field %s (expected key, key_b64, value, value_b64, headers, partition, timestamp)",
+		return badRequest("%s: unknown field %s (expected key, key_b64, value, value_b64, headers, headers_b64, partition, timestamp)",
 			st.where(n), quoteInput(string(k)))
 	})
 	if err != nil {
@@ -347,6 +349,11 @@ func (st *produceState) parseRecord(r *jsonReader, depth, n int) error {
 	}
 	if len(st.headers) > 0 {
 		slices.SortStableFunc(st.headers, func(a, b logstore.Header) int { return strings.Compare(a.Key, b.Key) })
+		for i := 1; i < len(st.headers); i++ {
+			if st.headers[i].Key == st.headers[i-1].Key { // one in headers, one in headers_b64
+				return badRequest("%s: header %s is given twice (in headers and headers_b64)", st.where(n), quoteInput(st.headers[i].Key))
+			}
+		}
 		rec.Headers = st.headers
 	}
 	return st.add(&rec, partition, n)
@@ -378,10 +385,15 @@ func (st *produceState) integer(r *jsonReader, n int, field string, max int64) (
 	return v, nil
 }
 
-// parseHeaders reads a headers object of strings into st.headers (the
+// parseHeaders reads a headers object of strings (of base64 with b64, for
+// values that are not UTF-8, as replies give them) into st.headers (the
 // record's size is checked as they come: a record of a million headers is
 // refused before it costs their memory).
-func (st *produceState) parseHeaders(r *jsonReader, depth, n int) error {
+func (st *produceState) parseHeaders(r *jsonReader, depth, n int, b64 bool) error {
+	field := "headers"
+	if b64 {
+		field = "headers_b64"
+	}
 	if null, err := r.isNull(); err != nil || null {
 		return err
 	}
@@ -389,7 +401,7 @@ func (st *produceState) parseHeaders(r *jsonReader, depth, n int) error {
 		return err
 	}
 	if r.next() != '{' {
-		return badRequest("%s.headers: expected an object of strings, got %s", st.where(n), r.kind())
+		return badRequest("%s.%s: expected an object of strings, got %s", st.where(n), field, r.kind())
 	}
 	size := 24
 	return r.object(depth, func(k []byte, _ int) error {
@@ -397,7 +409,7 @@ func (st *produceState) parseHeaders(r *jsonReader, depth, n int) error {
 			return err
 		}
 		if r.next() != '"' {
-			return badRequest("%s.headers[%s]: expected a string, got %s", st.where(n), quoteInput(string(k)), r.kind())
+			return badRequest("%s.%s[%s]: expected a string, got %s", st.where(n), field, quoteInput(string(k)), r.kind())
 		}
 		raw, esc, err := r.str()
 		if err != nil {
@@ -409,12 +421,31 @@ func (st *produceState) parseHeaders(r *jsonReader, depth, n int) error {
 			st.scratch = appendUnescaped(st.scratch, raw)
 			v = st.scratch[start:len(st.scratch):len(st.scratch)]
 		}
+		if b64 {
+			if v, err = st.decodeB64(v); err != nil {
+				return badRequest("%s.%s[%s]: not valid base64: %v", st.where(n), field, quoteInput(string(k)), err)
+			}
+		}
 		if size += len(k) + len(v) + 4; size > st.info.MaxMessageBytes {
-			return Errorf(client.CodeMessageTooLarge, "%s.headers: more than max.message.bytes (%d)", st.where(n), st.info.MaxMessageBytes)
+			return Errorf(client.CodeMessageTooLarge, "%s.%s: more than max.message.bytes (%d)", st.where(n), field, st.info.MaxMessageBytes)
 		}
 		st.headers = append(st.headers, logstore.Header{Key: string(k), Value: v})
 		return nil
 	})
+}
+
+// decodeB64 decodes standard base64 into st.scratch.
+func (st *produceState) decodeB64(s []byte) ([]byte, error) {
+	start := len(st.scratch)
+	st.scratch = slices.Grow(st.scratch, base64.StdEncoding.DecodedLen(len(s)))
+	out := st.scratch[start : start+base64.StdEncoding.DecodedLen(len(s))]
+	k, err := base64.StdEncoding.Decode(out, s)
+	if err != nil {
+		st.scratch = st.scratch[:start]
+		return nil, err
+	}
+	st.scratch = st.scratch[:start+k]
+	return st.scratch[start : start+k : start+k], nil
 }
 
 // recordBytes turns "key"/"key_b64" (or value) into bytes: a JSON string is
@@ -436,15 +467,11 @@ func (st *produceState) recordBytes(r *jsonReader, v, b64 span, n int, field str
 		if bytes.IndexByte(s, '\\') >= 0 {
 			s = appendUnescaped(nil, s)
 		}
-		start := len(st.scratch)
-		st.scratch = slices.Grow(st.scratch, base64.StdEncoding.DecodedLen(len(s)))
-		out := st.scratch[start : start+base64.StdEncoding.DecodedLen(len(s))]
-		k, err := base64.StdEncoding.Decode(out, s)
+		out, err := st.decodeB64(s)
 		if err != nil {
 			return nil, badRequest("%s.%s_b64: not valid base64: %v", st.where(n), field, err)
 		}
-		st.scratch = st.scratch[:start+k]
-		return st.scratch[start : start+k : start+k], nil
+		return out, nil
 	}
 	if !v.given {
 		return nil, nil
