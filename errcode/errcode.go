@@ -109,7 +109,7 @@ var catalog = []Code{
 	{UnknownMemberID, 25, http.StatusNotFound, false,
 		"The member is not (or no longer) in the group; join again."},
 	{RebalanceInProgress, 27, http.StatusConflict, false,
-		"A commit without a member id while the group has members."},
+		"A commit without a member id while the group has members, or a seek that raced a rebalance; heartbeat and retry."},
 	{ClusterAuthorizationFailed, 31, http.StatusForbidden, false,
 		"The request carries a cluster credential other than this cluster's (a node of another cluster, or a guess); nothing was done."},
 	{TopicAlreadyExists, 36, http.StatusConflict, false,
@@ -121,7 +121,7 @@ var catalog = []Code{
 	{InvalidConfig, 40, http.StatusBadRequest, false,
 		"A config key is unknown or its value is out of range."},
 	{NotController, 41, http.StatusServiceUnavailable, true,
-		"No controller is elected right now, or the call reached a node that stopped being it."},
+		"No controller is elected right now, the call reached a node that stopped being it, or the metadata changed under the call (a stale epoch); retry."},
 	{InvalidRequest, 42, http.StatusBadRequest, false,
 		"The request is malformed; the message names the field."},
 	{KafkaStorageError, 56, http.StatusInternalServerError, true,
@@ -130,14 +130,14 @@ var catalog = []Code{
 		"The group has members; resets and deletes need an empty group."},
 	{GroupIDNotFound, 69, http.StatusNotFound, false,
 		"The group does not exist."},
-	{InvalidRecord, 87, http.StatusBadRequest, false,
-		"A record or batch is malformed."},
 	{FencedLeaderEpoch, 74, http.StatusConflict, true,
 		"The request's leader epoch is older than the partition's current one; refresh the metadata."},
 	{UnknownLeaderEpoch, 75, http.StatusConflict, true,
 		"The request's leader epoch is newer than this replica knows; its metadata is behind."},
 	{StaleBrokerEpoch, 77, http.StatusConflict, false,
 		"The request comes from an earlier incarnation of the broker."},
+	{InvalidRecord, 87, http.StatusBadRequest, false,
+		"A record or batch is malformed."},
 	{IneligibleReplica, 107, http.StatusConflict, false,
 		"An ISR change names a broker that is fenced or not registered, so it may not lead or join the ISR."},
 	{NotFound, NoKafkaCode, http.StatusNotFound, false,
@@ -202,9 +202,6 @@ func (e *Error) Error() string {
 	}
 	return e.Text
 }
-
-// Retriable reports the catalog's retriability of the error's code.
-func (e *Error) Retriable() bool { return Get(e.Code).Retriable }
 
 // NameOf returns the catalog name err carries, if any.
 func NameOf(err error) (string, bool) {

@@ -132,7 +132,7 @@ func TestSentinels(t *testing.T) {
 	if err.Error() != "UNKNOWN_MEMBER_ID: member m left" {
 		t.Fatalf("message %q", err.Error())
 	}
-	if !errors.Is(err, sentinel) || sentinel.Retriable() {
+	if !errors.Is(err, sentinel) || errcode.Get(sentinel.Code).Retriable {
 		t.Fatal("wrong identity or retriability")
 	}
 	if _, ok := errcode.NameOf(errors.New("plain")); ok {

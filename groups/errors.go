@@ -10,7 +10,7 @@ import (
 // Error is a group error: a catalog entry's name (weir/errcode), so the
 // front ends map errors by code instead of by message text. Functions wrap
 // these sentinels with fmt.Errorf("%w: ...") for context; test with
-// errors.Is and recover the code with errors.As or errcode.NameOf.
+// errors.Is and recover the code with errcode.NameOf.
 type Error = errcode.Error
 
 var (

@@ -54,15 +54,15 @@ func asAPIError(err error) *Error {
 	if errors.As(err, &ae) {
 		return ae
 	}
+	if name, ok := errcode.NameOf(err); ok {
+		// A sentinel that is only its code ("UNKNOWN_MEMBER_ID: member m
+		// left") says the code once, in error_code.
+		return Errorf(name, "%s", strings.TrimPrefix(err.Error(), name+": "))
+	}
 	var oor *logstore.OutOfRangeError
-	var coded *errcode.Error
 	switch {
 	case errors.As(err, &oor):
 		return outOfRange(oor.Offset, oor.LogStartOffset, oor.LogEndOffset)
-	case errors.As(err, &coded):
-		// A sentinel that is only its code ("UNKNOWN_MEMBER_ID: member m
-		// left") says the code once, in error_code.
-		return Errorf(coded.Code, "%s", strings.TrimPrefix(err.Error(), coded.Code+": "))
 	case errors.Is(err, context.DeadlineExceeded):
 		return Errorf(client.CodeRequestTimedOut, "the request timed out; its outcome is unknown")
 	case errors.Is(err, logstore.ErrCorruptBatch), errors.Is(err, logstore.ErrBatchTooLarge):

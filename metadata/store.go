@@ -618,6 +618,10 @@ type Stats struct {
 	LeaderID int32 `json:"leader_id"`
 }
 
+// AppliedIndex is the index of the last Raft entry handed to the state
+// machine: cheap (an atomic read), unlike Stats.
+func (s *Store) AppliedIndex() uint64 { return s.raft.AppliedIndex() }
+
 // Stats returns current Raft figures.
 func (s *Store) Stats() Stats {
 	raw := s.raft.Stats()

@@ -313,7 +313,8 @@ func (n *Node) Partition(topic string, partition int32) (httpapi.Partition, erro
 		return nil, httpapi.Errorf(client.CodeUnknownTopicOrPartition, "topic %q has no partition %d (it has %d)", topic, partition, len(t.Partitions))
 	}
 	mp := t.Partitions[partition]
-	if err := n.offlineError(topic, partition, mp.Leader); err != nil {
+	p, ok := n.repl.Partition(topic, partition)
+	if err := n.offlineError(p, ok, topic, partition, mp.Leader); err != nil {
 		return nil, err
 	}
 	if mp.Leader == metadata.NoLeader {
@@ -326,7 +327,6 @@ func (n *Node) Partition(topic string, partition int32) (httpapi.Partition, erro
 		}
 		return nil, &httpapi.NotHereError{NodeID: mp.Leader, Addr: addr, What: fmt.Sprintf("the leader of %s-%d", topic, partition)}
 	}
-	p, ok := n.repl.Partition(topic, partition)
 	if !ok {
 		return nil, httpapi.Errorf(client.CodeLeaderNotAvailable, "partition %s-%d is still opening on this node", topic, partition)
 	}

@@ -100,6 +100,10 @@ func (cs *controllerState) startLeading(now time.Time) {
 	cs.leading, cs.since = true, now
 	cs.lastSeen, cs.applied, cs.replicas, cs.stopping = map[int32]time.Time{}, map[int32]uint64{}, map[int32]uint64{}, map[int32]bool{}
 	cs.offline = map[int32]offlineReport{}
+	// A new controller waits an interval before restoring preferred
+	// leaders too: a partition its predecessor saw handed over moments ago
+	// would go straight back.
+	cs.lastBalance = now
 }
 
 // controller returns the controller's id and REST address.
@@ -186,7 +190,7 @@ func (n *Node) Heartbeat(ctx context.Context, req httpapi.HeartbeatRequest) (htt
 	cs.stopping[req.ID] = req.ShuttingDown
 	cs.offline[req.ID] = offlineReport{epoch: req.Epoch, parts: req.OfflinePartitions}
 	cs.mu.Unlock()
-	return httpapi.HeartbeatResponse{MetadataIndex: n.meta.Stats().AppliedIndex, State: b.State}, nil
+	return httpapi.HeartbeatResponse{MetadataIndex: n.meta.AppliedIndex(), State: b.State}, nil
 }
 
 // AlterPartition applies a leader's ISR change; controller only.
@@ -210,7 +214,10 @@ func (n *Node) AlterPartition(ctx context.Context, req httpapi.AlterPartitionReq
 // partitions takes.) Past the bound the call returns anyway; the change is
 // committed.
 func (n *Node) waitBrokersApplied(ctx context.Context) {
-	target := n.meta.Stats().AppliedIndex
+	// The image version, which heartbeats' replicas_index counts in: Raft's
+	// applied index also counts entries that change no image (no-ops,
+	// barriers), which no broker's replicas would ever report.
+	target := n.meta.Image().Version
 	// Up to a session timeout: a broker that has not reported by then is
 	// about to be fenced anyway; a shorter bound let a loaded but alive
 	// broker answer "no such topic" right after a create.
@@ -280,17 +287,16 @@ func (n *Node) controllerTick(ctx context.Context) {
 	}
 	cs.startLeading(now)
 	cs.lastSeen[n.cfg.NodeID] = now
-	cs.applied[n.cfg.NodeID] = n.meta.Stats().AppliedIndex
+	cs.applied[n.cfg.NodeID] = n.meta.AppliedIndex()
 	cs.stopping[n.cfg.NodeID] = n.stopping.Load()
-	if self := n.meta.Image().Broker(n.cfg.NodeID); self != nil {
-		cs.offline[n.cfg.NodeID] = offlineReport{epoch: self.Epoch, parts: n.offlinePartitions()}
-	}
+	// Its own offline replicas come with its own heartbeat, as everyone's.
 	offline := maps.Clone(cs.offline)
 	session := time.Duration(n.cfg.BrokerSessionTimeoutMs) * time.Millisecond
 	acts := fencingDecisions(n.meta.Image(), brokerView{since: cs.since, lastSeen: cs.lastSeen, applied: cs.applied, stopping: cs.stopping},
 		now, session)
-	// Not on every tick: a leader that just handed a partition over (say,
-	// its disk refused a write) would get it straight back.
+	// Once an interval (Kafka's leader.imbalance.check.interval), not on
+	// every tick: a leader that just handed a partition over (its disk
+	// refused a write) would get it straight back.
 	balance := n.cfg.AutoLeaderRebalanceEnable &&
 		now.Sub(cs.lastBalance) >= time.Duration(n.cfg.LeaderImbalanceCheckIntervalMs)*time.Millisecond
 	if balance {
@@ -364,7 +370,7 @@ func (n *Node) heartbeatOnce(ctx context.Context) {
 		}
 		return
 	}
-	req := httpapi.HeartbeatRequest{ID: n.cfg.NodeID, Epoch: self.Epoch, AppliedIndex: n.meta.Stats().AppliedIndex,
+	req := httpapi.HeartbeatRequest{ID: n.cfg.NodeID, Epoch: self.Epoch, AppliedIndex: n.meta.AppliedIndex(),
 		ReplicasIndex: n.replicasVersion.Load(), ShuttingDown: n.stopping.Load(), OfflinePartitions: n.offlinePartitions()}
 	resp, err := toController(cctx, n, "/brokers/heartbeat", n.Heartbeat, req)
 	if err != nil {
@@ -386,7 +392,7 @@ func (n *Node) MetadataCurrent() bool {
 	if time.Since(time.Unix(0, n.lastHeartbeat.Load())) > window {
 		return false
 	}
-	return n.meta.Stats().AppliedIndex >= n.metadataTarget.Load()
+	return n.meta.AppliedIndex() >= n.metadataTarget.Load()
 }
 
 // joinLoop asks an existing node to add this one to the Raft group, until it is in.

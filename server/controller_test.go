@@ -111,6 +111,7 @@ func TestPreferredLeaderMoves(t *testing.T) {
 	brokers := []metadata.Broker{
 		{ID: 1, State: metadata.BrokerAlive}, {ID: 2, State: metadata.BrokerAlive},
 		{ID: 3, State: metadata.BrokerFenced}, {ID: 4, State: metadata.BrokerAlive},
+		{ID: 5, State: metadata.BrokerAlive, OfflineReplicas: []metadata.TopicPartition{{Topic: "t", Partition: 7}}},
 	}
 	part := func(p int32, replicas []int32, leader int32, isr []int32) metadata.Partition {
 		return metadata.Partition{Topic: "t", Partition: p, Replicas: replicas, Leader: leader, LeaderEpoch: 7 + p,
@@ -124,6 +125,8 @@ func TestPreferredLeaderMoves(t *testing.T) {
 		part(4, []int32{4, 2}, 2, []int32{2, 4}),    // 4 is stopping
 		part(5, []int32{2, 1}, -1, []int32{2}),      // leaderless; 2 is alive and in sync
 		part(6, []int32{1, 2}, 2, []int32{2, 1, 4}), // moves back to 1, ISR kept
+		part(7, []int32{5, 2}, 2, []int32{2, 5}),    // 5's replica of t-7 is offline
+		part(8, []int32{5, 2}, 2, []int32{2, 5}),    // 5's replica of t-8 is fine: moves back
 	}}
 	other := &metadata.Topic{Name: "a", Partitions: []metadata.Partition{
 		{Topic: "a", Partition: 0, Replicas: []int32{2, 1}, Leader: 1, ISR: []int32{1, 2}}}}
@@ -141,7 +144,7 @@ func TestPreferredLeaderMoves(t *testing.T) {
 			t.Errorf("move %+v does not carry the partition's epochs and ISR", m)
 		}
 	}
-	want := []move{{"a", 0, 2}, {"t", 1, 1}, {"t", 5, 2}, {"t", 6, 1}}
+	want := []move{{"a", 0, 2}, {"t", 1, 1}, {"t", 5, 2}, {"t", 6, 1}, {"t", 8, 5}}
 	if !slices.Equal(moves, want) {
 		t.Fatalf("moves %v, want %v", moves, want)
 	}

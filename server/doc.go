@@ -9,6 +9,8 @@
 // # Files
 //
 //	node.go        Node: open the stores, start the loops, stop cleanly; metadata -> replicas
+//	httpserver.go  the API's http.Server: read, write and idle timeouts, the idle-connection cap
+//	secret.go      the cluster secret: from config or the data dir, made on a lone first start
 //	config*.go     Config, its validation, and loading from flags, WEIR_* and YAML
 //	cluster.go     node-to-node calls: registration, heartbeats, join, ISR changes, controlled shutdown
 //	controller.go  the controller's decisions (fence, unfence, preferred leaders) as pure functions
@@ -21,8 +23,9 @@
 // # The controller
 //
 // The node that leads Raft is the controller. Its soft state (when each
-// broker last heartbeat, how far it applied the metadata, whether it is
-// stopping) lives in memory only and is rebuilt on every election, which
+// broker last heartbeat, how far it applied the metadata and which metadata
+// version its replicas reflect, whether it is stopping, which of its
+// replicas are offline) lives in memory only and is rebuilt on every election, which
 // gives every broker a full session timeout of grace. Every decision it takes
 // on that state is a Raft command the state machine checks against the
 // epochs it was decided on, so a deposed controller's late decision is

@@ -107,17 +107,12 @@ func (e groupsEnv) AppendOffsets(ctx context.Context, p, epoch int32, recs []gro
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(e.n.cfg.RequestTimeoutMs)*time.Millisecond)
 	defer cancel()
 	if _, err := part.AppendInEpoch(ctx, batch, replication.AcksAll, epoch); err != nil {
-		if diskRefused(err) {
+		if logstore.IsDiskFault(err) {
 			return fmt.Errorf("%w: %w", groups.ErrDiskRefused, err)
 		}
 		return err
 	}
 	return nil
-}
-
-// diskRefused reports a write the disk failed (full, broken, read-only).
-func diskRefused(err error) bool {
-	return logstore.IsDiskFault(err)
 }
 
 // HandOver asks the controller to make another alive in-sync replica the
@@ -132,7 +127,7 @@ func (e groupsEnv) HandOver(ctx context.Context, p, epoch int32) (int32, error) 
 	}
 	to := metadata.NoLeader
 	for _, id := range mp.Replicas {
-		if id != n.cfg.NodeID && mp.InISR(id) && img.Broker(id).Alive() {
+		if id != n.cfg.NodeID && mp.InISR(id) && img.Broker(id).CanServe(groups.OffsetsTopic, p) {
 			to = id
 			break
 		}
@@ -140,7 +135,9 @@ func (e groupsEnv) HandOver(ctx context.Context, p, epoch int32) (int32, error) 
 	if to == metadata.NoLeader {
 		return 0, fmt.Errorf("offsets partition %d has no other alive in-sync replica (isr %v)", p, mp.ISR)
 	}
-	isr := slices.DeleteFunc(slices.Clone(mp.ISR), func(id int32) bool { return id == n.cfg.NodeID || !img.Broker(id).Alive() })
+	isr := slices.DeleteFunc(slices.Clone(mp.ISR), func(id int32) bool {
+		return id == n.cfg.NodeID || !img.Broker(id).CanServe(groups.OffsetsTopic, p)
+	})
 	cctx, cancel := context.WithTimeout(ctx, time.Duration(n.cfg.RequestTimeoutMs)*time.Millisecond)
 	defer cancel()
 	_, err := toController(cctx, n, "/alter-partition", n.AlterPartition, httpapi.AlterPartitionRequest{Topic: groups.OffsetsTopic,

@@ -349,7 +349,7 @@ func (n *Node) reconcile(ctx context.Context) error {
 			if err := n.meta.Barrier(cctx); err != nil {
 				return fmt.Errorf("metadata barrier: %w", err)
 			}
-		} else if target := n.metadataTarget.Load(); target == 0 || n.meta.Stats().AppliedIndex < target {
+		} else if target := n.metadataTarget.Load(); target == 0 || n.meta.AppliedIndex() < target {
 			return errors.New("catching up with the metadata")
 		}
 		img = n.meta.Image()

@@ -9,6 +9,7 @@ import (
 	httpapi "weir/http"
 	"weir/logstore"
 	"weir/metadata"
+	"weir/replication"
 )
 
 // Offline logs. A log goes offline when an fsync or rename of its files
@@ -57,12 +58,12 @@ func (n *Node) offlinePartitions() []client.TopicPartition {
 }
 
 // offlineError is the answer for a partition this node would serve itself
-// (it leads it, or nobody does) while its replica is offline; nil otherwise.
-func (n *Node) offlineError(topic string, partition, leader int32) error {
+// (it leads it, or nobody does) while its replica (p, if ok) is offline, or
+// could not be opened; nil otherwise.
+func (n *Node) offlineError(p *replication.Partition, ok bool, topic string, partition, leader int32) error {
 	if leader != n.cfg.NodeID && leader != metadata.NoLeader {
 		return nil // another node leads it: the request goes there
 	}
-	p, ok := n.repl.Partition(topic, partition)
 	if !ok {
 		if err := n.repl.OpenError(topic, partition); err != nil {
 			return httpapi.Errorf(client.CodeKafkaStorageError, "%v; its leadership moves to another in-sync replica, retry", err)
