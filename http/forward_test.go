@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/base64"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -73,5 +74,27 @@ func TestForwardedPollWaitsItsWait(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the forwarded poll did not answer with the record")
+	}
+}
+
+// A produce split across nodes sends each remote partition's records to its
+// leader byte-exact: header values that are not UTF-8 too (as headers_b64),
+// not turned into U+FFFD on the way.
+func TestSplitProduceKeepsBinaryHeaders(t *testing.T) {
+	leader := newGroupTestNode(t)
+	leader.addLocal(t, "h", 1)
+	n := newGroupTestNode(t)
+	n.addLocal(t, "h", 0)
+	n.b.remote[client.TopicPartition{Topic: "h", Partition: 1}] = strings.TrimPrefix(leader.url, "http://")
+
+	bin := base64.StdEncoding.EncodeToString([]byte{0xfa, 0x00, 0xff})
+	r := do(t, "POST", n.url+"/v1/topics/h/records", `{"records":[{"partition":0,"value":"here"},`+
+		`{"partition":1,"value":"there","headers":{"txt":"plain"},"headers_b64":{"bin":"`+bin+`"}}]}`)
+	if r.status != 200 {
+		t.Fatalf("split produce: %d %s", r.status, r.body)
+	}
+	got := decodeReply[client.ConsumeResponse](t, do(t, "GET", leader.url+"/v1/topics/h/partitions/1/records?offset=0", ""))
+	if len(got.Records) != 1 || got.Records[0].HeadersB64["bin"] != bin || got.Records[0].Headers["txt"] != "plain" {
+		t.Fatalf("the leader stored %+v, want headers txt=plain and bin=%s (base64)", got.Records, bin)
 	}
 }

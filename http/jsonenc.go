@@ -131,8 +131,9 @@ func appendRecordFields(dst []byte, r *logstore.Record, enc encoding) []byte {
 	return append(appendReplyHeaders(dst, r.Headers), '}')
 }
 
-// appendReplyHeaders appends a record's headers to a reply: those whose
-// value is UTF-8 as `,"headers":{...}`, the others as
+// appendReplyHeaders appends a record's headers to a reply (or to a
+// produce forwarded to a partition's leader, which reads them back the same
+// way): those whose value is UTF-8 as `,"headers":{...}`, the others as
 // `,"headers_b64":{...}` with their values in base64. (Keys are strings, as
 // in Kafka; a key that is not UTF-8 has its bad bytes shown as U+FFFD.)
 func appendReplyHeaders(dst []byte, headers []logstore.Header) []byte {
@@ -149,15 +150,6 @@ func appendReplyHeaders(dst []byte, headers []logstore.Header) []byte {
 		dst = appendHeaderObject(dst, `,"headers_b64":{`, headers, func(h *logstore.Header) bool { return !utf8.Valid(h.Value) }, appendBase64String)
 	}
 	return dst
-}
-
-// appendHeadersField appends `,"headers":{...}` when there are headers, the
-// values as strings (a forwarded produce's body).
-func appendHeadersField(dst []byte, headers []logstore.Header) []byte {
-	if len(headers) == 0 {
-		return dst
-	}
-	return appendHeaderObject(dst, `,"headers":{`, headers, func(*logstore.Header) bool { return true }, appendJSONString)
 }
 
 // appendHeaderObject appends open, then the headers pick chooses as

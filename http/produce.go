@@ -269,8 +269,9 @@ func writeProduceReply(c echo.Context, st *produceState, acks replication.Acks) 
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, buf)
 }
 
-// produceRemote sends one partition's records to its leader (byte-exact, as
-// base64) and returns their outcomes in order.
+// produceRemote sends one partition's records to its leader (byte-exact:
+// keys and values as base64, header values that are not UTF-8 too) and
+// returns their outcomes in order.
 func (s *Server) produceRemote(ctx context.Context, ne *NotHereError, topic string, p int32, batch logstore.Batch,
 	acks replication.Acks, timeout time.Duration) ([]client.ProduceOffset, error) {
 	if ne.Addr == "" {
@@ -298,7 +299,7 @@ func (s *Server) produceRemote(ctx context.Context, ne *NotHereError, topic stri
 			body = base64.StdEncoding.AppendEncode(body, r.Value)
 			body = append(body, '"')
 		}
-		body = append(appendHeadersField(body, r.Headers), '}')
+		body = append(appendReplyHeaders(body, r.Headers), '}') // bytes that are not UTF-8 as headers_b64
 	}
 	body = append(body, "]}"...)
 	acksText := map[replication.Acks]string{replication.AcksAll: "all", replication.AcksLeader: "1", replication.AcksNone: "0"}[acks]
