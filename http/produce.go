@@ -156,6 +156,10 @@ func (s *Server) produce(c echo.Context) error {
 			parts[i] = part
 		}
 	}
+	// Local appends wait timeout_ms; a remote partition's call is bounded by
+	// the forwarder instead (timeout_ms at the leader, plus the request
+	// timeout and a margin): cut at timeout_ms, a leader's own outcomes
+	// after it would be lost as "unknown".
 	ctx, cancel := context.WithTimeout(c.Request().Context(), timeout)
 	defer cancel()
 	appendBatch := func(i int) {
@@ -165,7 +169,7 @@ func (s *Server) produce(c echo.Context) error {
 		case err != nil:
 			b.err = asAPIError(err)
 		case remote[i] != nil:
-			b.remote, err = s.produceRemote(ctx, remote[i], topic, b.partition, batch, acks, timeout)
+			b.remote, err = s.produceRemote(c.Request().Context(), remote[i], topic, b.partition, batch, acks, timeout)
 			if err != nil {
 				b.err = asAPIError(err)
 			}
@@ -271,7 +275,8 @@ func writeProduceReply(c echo.Context, st *produceState, acks replication.Acks) 
 
 // produceRemote sends one partition's records to its leader (byte-exact:
 // keys and values as base64, header values that are not UTF-8 too) and
-// returns their outcomes in order.
+// returns their outcomes in order. ctx is the request's: the forwarder
+// gives the call its deadline, from timeout (the leader's timeout_ms).
 func (s *Server) produceRemote(ctx context.Context, ne *NotHereError, topic string, p int32, batch logstore.Batch,
 	acks replication.Acks, timeout time.Duration) ([]client.ProduceOffset, error) {
 	if ne.Addr == "" {
