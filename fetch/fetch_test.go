@@ -314,9 +314,20 @@ func TestFetchManyPartitions(t *testing.T) {
 	if out := Fetch(context.Background(), req, lookup, ch.get); out[0].Batches != nil || out[0].Err != nil {
 		t.Fatalf("no wait: %+v", out)
 	}
-	// The whole answer's bound: the second partition's data waits its turn.
+	// The whole answer's bound: the second partition's data waits its turn,
+	// and the answer says it was left out, unread (HW -1, no error), not
+	// read up to its end.
+	leftOut := func(r PartitionResult) bool {
+		return r.Batches == nil && r.Err == nil && r.Next == 0 && r.HighWatermark == -1 && r.LogStartOffset == -1
+	}
 	req = Request{MaxBytes: 1, Partitions: []PartitionRequest{{Topic: "t", Partition: 0}, {Topic: "t", Partition: 1}}}
-	if out := Fetch(context.Background(), req, lookup, ch.get); len(out[0].Batches) == 0 || out[1].Batches != nil || out[1].Next != 0 {
+	if out := Fetch(context.Background(), req, lookup, ch.get); len(out[0].Batches) == 0 || !leftOut(out[1]) {
 		t.Fatalf("max bytes 1: %+v", out)
+	}
+	// So is one whose first batch is over its own bound (only the answer's
+	// first batch may be).
+	req = Request{MaxBytes: 1 << 20, Partitions: []PartitionRequest{{Topic: "t", Partition: 0}, {Topic: "t", Partition: 1, MaxBytes: 1}}}
+	if out := Fetch(context.Background(), req, lookup, ch.get); len(out[0].Batches) == 0 || !leftOut(out[1]) {
+		t.Fatalf("partition max bytes 1: %+v", out)
 	}
 }

@@ -39,6 +39,9 @@ type PartitionRequest struct {
 
 // PartitionResult is one partition of Fetch's answer: its batches from
 // the offset asked for (Result.Next follows them), or why there are none.
+// A partition the answer had no room for is left out, unread: no batches,
+// no error, HighWatermark and LogStartOffset -1 (so a reader does not take
+// it for one read up to its end); it is read on the next Fetch.
 type PartitionResult struct {
 	Topic     string
 	Partition int32
@@ -105,8 +108,8 @@ func fetchOnce(req Request, lookup Lookup) (out []PartitionResult, ready bool) {
 			ready = true
 			continue
 		}
-		if total > 0 && len(data) > budget {
-			r.Next = pr.Offset // only the answer's first batch may exceed the bound
+		if total > 0 && len(data) > budget { // only the answer's first batch may exceed the bound
+			r.Result = Result{Next: pr.Offset, HighWatermark: -1, LogStartOffset: -1} // left out, as above
 			continue
 		}
 		r.Batches = data

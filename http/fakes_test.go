@@ -27,11 +27,15 @@ type fakePartition struct {
 	inRead func()
 }
 
-func newFakePartition(t testing.TB) *fakePartition {
+// newFakePartition's log has segments of 1 MB, or as edit sets them.
+func newFakePartition(t testing.TB, edit ...func(*logstore.Config)) *fakePartition {
 	t.Helper()
 	cfg := logstore.DefaultConfig()
 	cfg.SegmentBytes = 1 << 20
 	cfg.Fsync = logstore.FsyncNever
+	for _, f := range edit {
+		f(&cfg)
+	}
 	dir := t.TempDir()
 	l, err := logstore.Open(dir, cfg, logstore.Options{})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"weir/client"
+	"weir/logstore"
 )
 
 // fakeGroups is a one-member coordinator: it keeps the member's positions
@@ -215,9 +216,10 @@ func newGroupTestNodeWith(t testing.TB, wrap func(*fakeGroups) Groups, more ...f
 	return n
 }
 
-// addLocal gives the node the leader replica of topic-partition.
-func (n *groupTestNode) addLocal(t testing.TB, topic string, partition int32) *fakePartition {
-	p := newFakePartition(t)
+// addLocal gives the node the leader replica of topic-partition (edit, if
+// given, changes its log's config).
+func (n *groupTestNode) addLocal(t testing.TB, topic string, partition int32, edit ...func(*logstore.Config)) *fakePartition {
+	p := newFakePartition(t, edit...)
 	p.onAppend = n.b.changed
 	n.b.mu.Lock()
 	n.b.local[client.TopicPartition{Topic: topic, Partition: partition}] = p

@@ -311,3 +311,51 @@ func TestStreamLongPollsRemotePartitions(t *testing.T) {
 		t.Fatalf("the record came after %v: the wait on the leader was not woken by it", took)
 	}
 }
+
+// A stream without follow reads every partition to its end through another
+// node, those the leader's reply had no room for too: the leader leaves them
+// out of a full reply (unread, HW -1), which is not "caught up".
+func TestStreamReadsPartitionsTheLeaderLeftOut(t *testing.T) {
+	big := func(n int) []string { // a batch of n records of 700 KB
+		vals := make([]string, n)
+		for i := range vals {
+			vals[i] = strings.Repeat("x", 700<<10)
+		}
+		return vals
+	}
+	bigSegments := func(c *logstore.Config) { c.SegmentBytes = 4 << 20 } // room for batches over 1 MB
+	leader := newGroupTestNode(t)
+	n := newGroupTestNode(t)
+	addr := strings.TrimPrefix(leader.url, "http://")
+	for _, c := range []struct {
+		topic  string
+		p0, p1 []string
+	}{
+		// The reply's bound (1 MB a partition: 2 MB) is spent on p-0's batch.
+		{"spent", big(3), []string{"small"}},
+		// p-1's batch is over what is left of it: only a reply's first may be.
+		{"over", []string{"small"}, big(2)},
+	} {
+		leader.addLocal(t, c.topic, 0, bigSegments).add(t, c.p0...)
+		leader.addLocal(t, c.topic, 1, bigSegments).add(t, c.p1...)
+		for p := range int32(2) {
+			n.b.remote[client.TopicPartition{Topic: c.topic, Partition: p}] = addr
+		}
+		lines := openStream(t, n.url+"/v1/topics/"+c.topic+"/records?encoding=text")
+		got := map[int32]int{}
+		for {
+			l, ok := nextLine(t, lines)
+			if !ok {
+				break
+			}
+			sl := parseLine(t, l)
+			if sl.ErrorCode != "" || sl.Partition == nil {
+				t.Fatalf("%s: line %.200s", c.topic, l)
+			}
+			got[*sl.Partition]++
+		}
+		if got[0] != len(c.p0) || got[1] != len(c.p1) {
+			t.Fatalf("%s: records by partition %v, want %d and %d", c.topic, got, len(c.p0), len(c.p1))
+		}
+	}
+}

@@ -109,7 +109,8 @@ type topicStream struct {
 type streamPart struct {
 	pos      int64
 	inFlight bool
-	// caughtUp: a read found nothing more (without follow, the partition is done).
+	// caughtUp: a read reached the end it saw (without follow, the
+	// partition is done); see caughtUp.
 	caughtUp bool
 	retryAt  time.Time // after a failure that passes: no leader, leader unreachable
 	failed   *Error    // that failure, reported if the stream ends without follow
@@ -235,7 +236,7 @@ func (st *topicStream) readLocal() *streamEnd {
 		res, err := fetch.Records(p, sp.pos, fetch.Limits{MaxBytes: defaultMaxBytes}, func(r logstore.Record) error {
 			return st.emit(&r, pi)
 		})
-		sp.pos, sp.caughtUp = max(sp.pos, res.Next), res.Next == from && err == nil
+		sp.pos, sp.caughtUp = max(sp.pos, res.Next), err == nil && caughtUp(res, from)
 		if st.gone {
 			return nil
 		}
@@ -255,6 +256,14 @@ func (st *topicStream) readLocal() *streamEnd {
 		st.passing(sp, ae, now)
 	}
 	return nil
+}
+
+// caughtUp reports whether a read from `from` that ended with res reached
+// the end of the partition it saw: its high watermark, or nothing more
+// below it. A partition whose HW is unknown (-1: a leader's reply had no
+// room for it and left it out, unread) is not caught up.
+func caughtUp(res fetch.Result, from int64) bool {
+	return res.HighWatermark >= 0 && (res.Next >= res.HighWatermark || res.Next == from)
 }
 
 // passing files a failure that passes: the partition is tried again shortly
@@ -348,7 +357,7 @@ func (st *topicStream) applyRemote(r streamRead) *streamEnd {
 		res, err := st.s.decodeRemote(part, sp.pos, fetch.Limits{}, func(rec logstore.Record) error {
 			return st.emit(&rec, rp.Partition)
 		})
-		sp.pos, sp.caughtUp = max(sp.pos, res.Next), res.Next == from && err == nil
+		sp.pos, sp.caughtUp = max(sp.pos, res.Next), err == nil && caughtUp(res, from)
 		sp.failed, sp.retryAt = nil, time.Time{}
 		if err != nil && !st.gone {
 			return &streamEnd{err: asAPIError(err), partition: rp.Partition, offset: sp.pos}
