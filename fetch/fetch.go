@@ -47,8 +47,9 @@ type Result struct {
 	// and past any range without records that was read through; the offset
 	// asked for when nothing was read.
 	Next int64
-	// HighWatermark is the bound of the source when the read began (the
-	// end of what Next may reach); LogStartOffset its first offset.
+	// HighWatermark is the bound of the source when the read began: Next
+	// never passes it, even when the source's bound rose during the read.
+	// LogStartOffset is the source's first offset.
 	HighWatermark, LogStartOffset int64
 	// Records and Bytes count the records yielded and their keys' and values' bytes.
 	Records, Bytes int
@@ -106,7 +107,8 @@ func Records(src Source, offset int64, lim Limits, fn func(logstore.Record) erro
 			return out, nil
 		}
 		// The read ended at a segment's end: go on in the next one, within
-		// what is left of the budget.
+		// what is left of the budget and below the HW the read began with
+		// (the result's: the source's may have risen since).
 		if data, _, err = src.Read(out.Next, budget); err != nil {
 			var oor *logstore.OutOfRangeError
 			if out.Records > 0 || errors.As(err, &oor) || errors.Is(err, logstore.ErrClosed) {
@@ -114,10 +116,29 @@ func Records(src Source, offset int64, lim Limits, fn func(logstore.Record) erro
 			}
 			return out, readError(out.Next, err)
 		}
+		data.Data = below(data.Data, hw)
 		if len(data.Data) > budget && out.Records > 0 {
 			return out, nil // only a read's first batch may exceed the budget
 		}
 	}
+}
+
+// below is the leading batches of data that lie wholly below bound, as a
+// source's first read returns them. A batch whose framing is damaged stays
+// in, and what follows it: decoding reports it.
+func below(data []byte, bound int64) []byte {
+	rest := data
+	for len(rest) > 0 {
+		b, next, ok, err := logstore.NextBatch(rest)
+		if err != nil || !ok {
+			return data
+		}
+		if b.NextOffset() > bound {
+			return data[:len(data)-len(rest)]
+		}
+		rest = next
+	}
+	return data
 }
 
 // Decode yields the records of data (whole stored batches, as Batches or

@@ -145,6 +145,35 @@ func TestRecordsLimitsAndSegments(t *testing.T) {
 	}
 }
 
+// raisingSource is an hwSource whose HW moves to `to` after each read, as
+// a leader's does when followers catch up while a read goes on.
+type raisingSource struct {
+	*hwSource
+	to int64
+}
+
+func (s raisingSource) Read(offset int64, maxBytes int) (logstore.ReadResult, int64, error) {
+	res, hw, err := s.hwSource.Read(offset, maxBytes)
+	s.hw.Store(s.to)
+	return res, hw, err
+}
+
+// A read that goes on into the next segment stays below the HW it began
+// with, the HighWatermark it reports: Next never passes it, even when the
+// HW rose meanwhile.
+func TestRecordsStayBelowTheirHW(t *testing.T) {
+	tl := newTestLog(t, 200, logstore.CleanupDelete) // about two batches a segment
+	for i := range 6 {
+		tl.add(fmt.Sprintf("a=%d", 2*i), fmt.Sprintf("b=%d", 2*i+1))
+	}
+	src := raisingSource{newHWSource(tl.l, 6), 12}
+	got, res, err := collect(t, src, 0, Limits{MaxBytes: 1 << 20})
+	want := []string{"0:0", "1:1", "2:2", "3:3", "4:4", "5:5"}
+	if err != nil || !slices.Equal(got, want) || res.Next != 6 || res.HighWatermark != 6 {
+		t.Fatalf("read from 0 with the HW at 6, then 12: %q %+v %v; want %q, next 6 and HW 6", got, res, err, want)
+	}
+}
+
 // Ranges compaction emptied are read through, and Next goes past them.
 func TestRecordsGoPastCompactedRanges(t *testing.T) {
 	tl := newTestLog(t, 150, logstore.CleanupCompact)
