@@ -120,8 +120,9 @@ func (s *Server) consume(c echo.Context) error {
 	})
 	*bp = buf
 	// A log damaged further on answers what comes before the damage; the
-	// next consume, from next_offset, meets the error.
-	if err != nil && (res.Records == 0 || !isStorageFailure(s.readFailure(err, res.HighWatermark))) {
+	// next consume, from next_offset, meets the error. (fetch.Records fails
+	// after yielding records only on such damage.)
+	if err != nil && res.Records == 0 {
 		return s.readFailure(err, res.HighWatermark)
 	}
 	buf = append(buf, `],"next_offset":`...)
