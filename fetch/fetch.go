@@ -17,20 +17,6 @@ type Source interface {
 	Log() *logstore.Log
 }
 
-// LogEnd is a bare log read up to its end rather than a high watermark
-// (tools and recovery, which see everything that was written).
-func LogEnd(l *logstore.Log) Source { return logEnd{l} }
-
-type logEnd struct{ l *logstore.Log }
-
-func (s logEnd) Read(offset int64, maxBytes int) (logstore.ReadResult, int64, error) {
-	end := s.l.LogEndOffset()
-	res, err := s.l.Read(offset, maxBytes, end)
-	return res, end, err
-}
-
-func (s logEnd) Log() *logstore.Log { return s.l }
-
 // Limits bound one read of a partition.
 type Limits struct {
 	// MaxBytes bounds the stored batches read, by their size in the log. The
@@ -58,20 +44,20 @@ type Result struct {
 // StorageError reports a log that could not be read at Offset: an I/O
 // error, or a stored batch that fails its checks (CRC, framing,
 // compression). Nothing from Offset on was yielded. It carries the catalog's
-// KAFKA_STORAGE_ERROR (ErrStorage) besides its cause.
+// KAFKA_STORAGE_ERROR (errStorage) besides its cause.
 type StorageError struct {
 	Offset int64
 	Err    error
 }
 
-// ErrStorage is the catalog code every StorageError carries.
-var ErrStorage = errcode.New(errcode.KafkaStorageError, "the log cannot be read")
+// errStorage is the catalog code every StorageError carries.
+var errStorage = errcode.New(errcode.KafkaStorageError, "the log cannot be read")
 
 func (e *StorageError) Error() string {
 	return fmt.Sprintf("the log cannot be read at offset %d: %v", e.Offset, e.Err)
 }
 
-func (e *StorageError) Unwrap() []error { return []error{ErrStorage, e.Err} }
+func (e *StorageError) Unwrap() []error { return []error{errStorage, e.Err} }
 
 // maxReads bounds the reads of one call: a read covers one segment at
 // most, and a compacted log may hold long runs of batches without records.

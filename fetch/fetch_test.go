@@ -127,8 +127,8 @@ func TestRecordsLimitsAndSegments(t *testing.T) {
 	if _, _, err := collect(t, src, 13, big); !errors.As(err, &oor) {
 		t.Fatalf("past the end: %v, want an OutOfRangeError", err)
 	}
-	// LogEnd reads what the HW hides.
-	if got, res, err := collect(t, LogEnd(tl.l), 9, big); err != nil || !slices.Equal(got, []string{"9:9", "10:10", "11:11"}) || res.HighWatermark != 12 {
+	// A source bounded by the log end reads what the HW hides.
+	if got, res, err := collect(t, newHWSource(tl.l, tl.l.LogEndOffset()), 9, big); err != nil || !slices.Equal(got, []string{"9:9", "10:10", "11:11"}) || res.HighWatermark != 12 {
 		t.Fatalf("to the log end: %q %+v %v", got, res, err)
 	}
 	// fn's error stops the read and comes back as is.
