@@ -62,3 +62,18 @@ func BenchmarkGroupPoll(b *testing.B) {
 		serve(b, h, "/v1/groups/g/members/m/records?limit=500")
 	}
 }
+
+// BenchmarkDecodeCommitBody: a commit body's strict decode (its check
+// against the request's type, then encoding/json).
+func BenchmarkDecodeCommitBody(b *testing.B) {
+	body := []byte(`{"offsets":[{"topic":"orders","partition":0,"offset":12,"metadata":"m"},` +
+		`{"topic":"orders","partition":1,"offset":7}],"member_id":"m-1","generation":5}`)
+	var sh shapes // as a server's: warm after the first body
+	b.ReportAllocs()
+	for b.Loop() {
+		var req client.CommitRequest
+		if err := sh.decodeStrict(body, &req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

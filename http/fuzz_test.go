@@ -109,9 +109,10 @@ func fuzzDecoder[T any](f *testing.F, validate func(*T) error, seeds ...string) 
 	for _, s := range seeds {
 		f.Add([]byte(s))
 	}
+	var sh shapes
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var v T
-		err := decodeStrict(body, &v)
+		err := sh.decodeStrict(body, &v)
 		if err == nil {
 			if !json.Valid(body) {
 				t.Fatalf("%q: accepted, but it is not JSON", body)

@@ -102,7 +102,7 @@ func (s *Server) readEmptyBody(c echo.Context) error {
 		return err
 	}
 	var none struct{}
-	return decodeStrict(body, &none)
+	return s.shapes.decodeStrict(body, &none)
 }
 
 func (s *Server) listGroups(c echo.Context) error {

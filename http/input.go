@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
@@ -157,7 +158,7 @@ func readJSON[T any](s *Server, c echo.Context) (T, error) {
 	if err != nil {
 		return req, err
 	}
-	return req, decodeStrict(body, &req)
+	return req, s.shapes.decodeStrict(body, &req)
 }
 
 // decodeStrict decodes one JSON object into v (a pointer to a struct). Before
@@ -168,7 +169,7 @@ func readJSON[T any](s *Server, c echo.Context) (T, error) {
 // wrongly cased fields, repeated fields, null where the field has no null,
 // a missing number or boolean field without omitempty (its zero is a real
 // value), wrong types and out-of-range numbers, data after the object.
-func decodeStrict(body []byte, v any) error {
+func (sh *shapes) decodeStrict(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return badRequest("the request body is empty; expected a JSON object")
 	}
@@ -180,7 +181,7 @@ func decodeStrict(body []byte, v any) error {
 	if r.next() != '{' {
 		return badRequest("the body must be a JSON object, got %s", r.kind())
 	}
-	if err := checkShape(r, t, "", 0); err != nil {
+	if err := sh.check(r, t, "", 0); err != nil {
 		return asBadRequest(err)
 	}
 	if err := r.end(); err != nil {
@@ -210,8 +211,8 @@ func fieldError(path, format string, args ...any) *Error {
 
 var jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
 
-// checkShape reads the value at r and checks it against type t.
-func checkShape(r *jsonReader, t reflect.Type, path string, depth int) error {
+// check reads the value at r and checks it against type t.
+func (sh *shapes) check(r *jsonReader, t reflect.Type, path string, depth int) error {
 	if depth > maxJSONDepth {
 		return r.tooDeep()
 	}
@@ -236,18 +237,18 @@ func checkShape(r *jsonReader, t reflect.Type, path string, depth int) error {
 	mismatch := func() error { return fieldError(path, "expected %s, got %s", expected(t), got) }
 	switch t.Kind() {
 	case reflect.Pointer:
-		return checkShape(r, t.Elem(), path, depth)
+		return sh.check(r, t.Elem(), path, depth)
 	case reflect.Struct:
 		if r.next() != '{' {
 			return mismatch()
 		}
-		return checkStruct(r, t, path, depth)
+		return sh.checkStruct(r, t, path, depth)
 	case reflect.Map:
 		if r.next() != '{' {
 			return mismatch()
 		}
 		return r.object(depth, func(key []byte, _ int) error {
-			return checkShape(r, t.Elem(), path+"["+quoteInput(string(key))+"]", depth+1)
+			return sh.check(r, t.Elem(), path+"["+quoteInput(string(key))+"]", depth+1)
 		})
 	case reflect.Slice, reflect.Array:
 		if t.Elem().Kind() == reflect.Uint8 && t.Kind() == reflect.Slice { // []byte travels as base64
@@ -261,7 +262,7 @@ func checkShape(r *jsonReader, t reflect.Type, path string, depth int) error {
 			return mismatch()
 		}
 		return r.array(depth, func(i int) error {
-			return checkShape(r, t.Elem(), path+"["+strconv.Itoa(i)+"]", depth+1)
+			return sh.check(r, t.Elem(), path+"["+strconv.Itoa(i)+"]", depth+1)
 		})
 	case reflect.String:
 		if r.next() != '"' {
@@ -354,6 +355,22 @@ type shapeField struct {
 	required bool
 }
 
+// shapes remembers the JSON fields of each struct type bodies are checked
+// against: the reflection is done once per type, not for every object of
+// every request. The zero value is ready.
+type shapes struct {
+	fields sync.Map // reflect.Type -> []shapeField
+}
+
+// of is t's JSON fields (structFields), from the cache.
+func (sh *shapes) of(t reflect.Type) []shapeField {
+	if f, ok := sh.fields.Load(t); ok {
+		return f.([]shapeField)
+	}
+	f, _ := sh.fields.LoadOrStore(t, structFields(t))
+	return f.([]shapeField)
+}
+
 // structFields lists t's JSON fields, those of embedded structs included.
 func structFields(t reflect.Type) []shapeField {
 	var out []shapeField
@@ -399,8 +416,8 @@ func zeroIsAValue(t reflect.Type) bool {
 }
 
 // checkStruct reads an object whose fields must be t's, named exactly.
-func checkStruct(r *jsonReader, t reflect.Type, path string, depth int) error {
-	fields := structFields(t)
+func (sh *shapes) checkStruct(r *jsonReader, t reflect.Type, path string, depth int) error {
+	fields := sh.of(t)
 	given := make([]bool, len(fields))
 	prefix := ""
 	if path != "" {
@@ -410,7 +427,7 @@ func checkStruct(r *jsonReader, t reflect.Type, path string, depth int) error {
 		for i, f := range fields {
 			if f.name == string(key) {
 				given[i] = true
-				return checkShape(r, f.typ, prefix+f.name, depth+1)
+				return sh.check(r, f.typ, prefix+f.name, depth+1)
 			}
 		}
 		for _, f := range fields {

@@ -124,6 +124,8 @@ type Server struct {
 	pollTurn atomic.Uint64
 	// replies holds reply buffers for reuse (consume replies).
 	replies sync.Pool
+	// shapes caches the fields of the types JSON bodies are checked against.
+	shapes shapes
 }
 
 // New builds the API server.
