@@ -242,28 +242,18 @@ func TestLongRequestsOutliveTheWriteTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The stream sends its headers with its first record: ask in the background.
-	type result struct {
-		resp *http.Response
-		err  error
+	// The stream sends its headers at once, before any record.
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("follow: %v", err)
 	}
-	answer := make(chan result, 1)
-	go func() {
-		resp, err := http.DefaultClient.Do(req)
-		answer <- result{resp, err}
-	}()
-	// Past the write timeout (what is tested, not a synchronisation), a record.
-	<-time.After(2 * writeTimeout)
-	p.add(t, "late")
-	got := <-answer
-	if got.err != nil {
-		t.Fatalf("follow: %v", got.err)
-	}
-	resp := got.resp
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("follow: %s", resp.Status)
 	}
+	// Past the write timeout (what is tested, not a synchronisation), a record.
+	<-time.After(2 * writeTimeout)
+	p.add(t, "late")
 	line, err := bufio.NewReader(resp.Body).ReadString('\n')
 	if err != nil {
 		t.Fatalf("the follow stream ended after the write timeout: %v", err)
