@@ -66,7 +66,9 @@
 //     up to where data is on disk either way.
 //   - A failed fsync is never retried into "durable" (the kernel may have
 //     dropped the pages and marked them clean). A failed fsync, rename or
-//     cut-back of the log's files takes the log offline (ErrLogOffline):
+//     cut-back of the log's files takes the log offline (ErrLogOffline), as
+//     does any failure of a truncation after it changed the files (cut a
+//     segment or retired one; its end then comes down to the cut):
 //     writes and flushes are refused, the durable offset stays where the last
 //     good fsync left it, Close reports it (so the Manager writes no clean
 //     shutdown marker) and only a restart's recovery brings the log back.

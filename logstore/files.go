@@ -29,6 +29,10 @@ type segFiles struct {
 	used atomic.Bool // set on use, cleared by the budget's sweep (a second chance)
 }
 
+// openSegFiles opens a segment's files, or creates them (create: the .log
+// must not exist yet). A creation that fails removes what it created: a .log
+// left behind would be taken for a segment by the next open, and would make
+// the next try at the same base fail (EEXIST).
 func openSegFiles(ops *fileOps, path string, create bool) (*segFiles, error) {
 	f := &segFiles{ops: ops}
 	flags := os.O_RDWR
@@ -39,14 +43,19 @@ func openSegFiles(ops *fileOps, path string, create bool) (*segFiles, error) {
 	if f.log, err = ops.fs.OpenFile(path+logSuffix, flags, 0o644); err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
 	}
+	fail := func(err error) (*segFiles, error) {
+		f.closeAll()
+		if create {
+			ops.removeSegment(path)
+		}
+		return nil, err
+	}
 	// Index files are derived data: (re)create them freely.
 	if f.oidx, err = ops.fs.OpenFile(path+indexSuffix, os.O_RDWR|os.O_CREATE, 0o644); err != nil {
-		f.closeAll()
-		return nil, fmt.Errorf("open index: %w", err)
+		return fail(fmt.Errorf("open index: %w", err))
 	}
 	if f.tidx, err = ops.fs.OpenFile(path+timeIndexSuffix, os.O_RDWR|os.O_CREATE, 0o644); err != nil {
-		f.closeAll()
-		return nil, fmt.Errorf("open time index: %w", err)
+		return fail(fmt.Errorf("open time index: %w", err))
 	}
 	f.used.Store(true)
 	return f, nil

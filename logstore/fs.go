@@ -126,6 +126,13 @@ func (o *fileOps) remove(name, what string) {
 	}
 }
 
+// removeSegment removes the files of a segment whose creation failed.
+func (o *fileOps) removeSegment(path string) {
+	for _, suf := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
+		o.remove(path+suf, "a segment file whose creation failed")
+	}
+}
+
 // close closes f, logging a failure (it may report a lost write-back, which
 // the log has either made durable before or never counted as durable).
 func (o *fileOps) close(f *os.File) {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -75,6 +76,20 @@ func (f *faultFS) Rename(oldpath, newpath string) error {
 	return f.OSFS.Rename(oldpath, newpath)
 }
 
+func (f *faultFS) Truncate(file *os.File, size int64) error {
+	if err := f.check("truncate", file.Name()); err != nil {
+		return err
+	}
+	return f.OSFS.Truncate(file, size)
+}
+
+func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (*os.File, error) {
+	if err := f.check("open", name); err != nil {
+		return nil, err
+	}
+	return f.OSFS.OpenFile(name, flag, perm)
+}
+
 func (f *faultFS) CreateTemp(dir, pattern string) (*os.File, error) {
 	if err := f.check("createtemp", filepath.Join(dir, pattern)); err != nil {
 		return nil, err
@@ -85,25 +100,47 @@ func (f *faultFS) CreateTemp(dir, pattern string) (*os.File, error) {
 // utOffline checks that err says the log is offline because of an EIO.
 func utOffline(t *testing.T, what string, err error) {
 	t.Helper()
-	if !errors.Is(err, ErrLogOffline) || !errors.Is(err, syscall.EIO) {
-		t.Fatalf("%s: got %v, want an error wrapping ErrLogOffline and EIO", what, err)
+	utOfflineBy(t, what, err, syscall.EIO)
+}
+
+// utOfflineBy checks that err says the log is offline because of cause.
+func utOfflineBy(t *testing.T, what string, err, cause error) {
+	t.Helper()
+	if !errors.Is(err, ErrLogOffline) || !errors.Is(err, cause) {
+		t.Fatalf("%s: got %v, want an error wrapping ErrLogOffline and %v", what, err, cause)
 	}
 }
 
-// utRefusesWrites checks that every write and flush of l answers its offline error.
+// failOp makes every op on a file whose name ends in suffix fail with errno.
+func (f *faultFS) failOp(op, suffix string, errno syscall.Errno) {
+	f.set(func(o, name string) error {
+		if o == op && strings.HasSuffix(name, suffix) {
+			return errno
+		}
+		return nil
+	})
+}
+
+// utRefusesWrites checks that every write and flush of l answers its offline error (an EIO).
 func utRefusesWrites(t *testing.T, l *Log) {
+	t.Helper()
+	utRefusesWritesBy(t, l, syscall.EIO)
+}
+
+// utRefusesWritesBy checks that every write and flush of l answers its offline error, caused by cause.
+func utRefusesWritesBy(t *testing.T, l *Log, cause error) {
 	t.Helper()
 	ctx := context.Background()
 	_, err := l.AppendAsLeader(ctx, utLeaderBatch(t, 1, l.LogEndOffset(), utTS, CompressionNone), 0)
-	utOffline(t, "AppendAsLeader", err)
+	utOfflineBy(t, "AppendAsLeader", err, cause)
 	_, err = l.AppendAsFollower(ctx, utFollowerBatch(t, l.LogEndOffset(), 1, l.LatestEpoch()))
-	utOffline(t, "AppendAsFollower", err)
-	utOffline(t, "Sync", l.Sync(ctx))
+	utOfflineBy(t, "AppendAsFollower", err, cause)
+	utOfflineBy(t, "Sync", l.Sync(ctx), cause)
 	_, err = l.Truncate(0)
-	utOffline(t, "Truncate", err)
-	utOffline(t, "TruncateFullyAndStartAt", l.TruncateFullyAndStartAt(l.LogEndOffset()))
-	utOffline(t, "DeleteRecordsBefore", l.DeleteRecordsBefore(l.LogEndOffset()))
-	utOffline(t, "Offline", l.Offline())
+	utOfflineBy(t, "Truncate", err, cause)
+	utOfflineBy(t, "TruncateFullyAndStartAt", l.TruncateFullyAndStartAt(l.LogEndOffset()), cause)
+	utOfflineBy(t, "DeleteRecordsBefore", l.DeleteRecordsBefore(l.LogEndOffset()), cause)
+	utOfflineBy(t, "Offline", l.Offline(), cause)
 }
 
 // A failed fsync is never retried into "durable": the first fsync fails, a
@@ -396,4 +433,113 @@ func TestLogTruncateWithStaleEpochCheckpoint(t *testing.T) {
 	if disk, ok := loadEpochCache(l.Dir()); !ok || len(disk.entries) != 1 || disk.entries[0].Epoch != 1 {
 		t.Fatalf("epoch checkpoint on disk %+v, want only epoch 1", disk.entries)
 	}
+}
+
+// A truncation that fails after it changed the files (cut a segment, retired
+// segments) leaves the log's memory apart from its files: the log goes
+// offline, its end comes down to the cut, nothing more is appended (a
+// follower's append went into the retired .deleted file, lost on the next
+// start), and a restart recovers the log to the cut.
+func TestLogTruncateFailingAfterTheCutTakesLogOffline(t *testing.T) {
+	ctx := context.Background()
+	build := func(t *testing.T) (string, Config, *faultFS, *Log) { // 30 records in batches of 3, several segments
+		dir, cfg, fs := t.TempDir(), utSmallSegments(t), &faultFS{}
+		l := utOpen(t, dir, cfg, Options{FS: fs})
+		for range 10 {
+			utAppend(t, l, 3, 0)
+		}
+		return dir, cfg, fs, l
+	}
+	reopen := func(t *testing.T, dir string, cfg Config, wantEnd int64) {
+		t.Helper()
+		l := utOpen(t, dir, cfg, Options{})
+		if l.LogEndOffset() != wantEnd {
+			t.Fatalf("reopened: log end %d, want %d", l.LogEndOffset(), wantEnd)
+		}
+		start := l.LogStartOffset()
+		utCheckContiguous(t, utReadRecords(t, l, start, math.MaxInt32), start, wantEnd)
+		utAppend(t, l, 1, 0) // continues at the cut, without a gap
+		utCheckContiguous(t, utReadRecords(t, l, start, math.MaxInt32), start, wantEnd+1)
+	}
+	t.Run("index rebuild after the cut", func(t *testing.T) {
+		dir, cfg, fs, l := build(t)
+		fs.failOp("truncate", indexSuffix, syscall.EIO) // the cut segment's index rebuild
+		if got := utSegmentBases(l); !slices.Contains(got, 9) || slices.Contains(got, 12) {
+			t.Fatalf("segments %v: want the batch 12-14 inside the segment at 9", got)
+		}
+		_, err := l.Truncate(13)
+		utOffline(t, "Truncate", err)
+		if l.LogEndOffset() != 12 || l.DurableOffset() > 12 {
+			t.Fatalf("after the failed truncation: log end %d, durable %d; want both at most the cut (12)", l.LogEndOffset(), l.DurableOffset())
+		}
+		fs.set(nil)
+		utRefusesWrites(t, l)
+		utOffline(t, "Close", l.Close())
+		reopen(t, dir, cfg, 12)
+	})
+	t.Run("new segment after the cut", func(t *testing.T) {
+		dir, cfg, fs, l := build(t)
+		if err := l.DeleteRecordsBefore(16); err != nil { // inside the batch 15-17
+			t.Fatal(err)
+		}
+		// The batch holding the log start goes whole (the file is cut at
+		// 15), then the log restarts empty at 16: that segment cannot be made.
+		fs.failOp("open", segmentName(16)+logSuffix, syscall.EMFILE)
+		_, err := l.Truncate(16)
+		utOfflineBy(t, "Truncate", err, syscall.EMFILE)
+		if l.LogEndOffset() != l.LogStartOffset() {
+			t.Fatalf("log [%d, %d] after the failed truncation, want it empty (cut below its start)", l.LogStartOffset(), l.LogEndOffset())
+		}
+		fs.set(nil)
+		utRefusesWritesBy(t, l, syscall.EMFILE)
+		utOfflineBy(t, "Close", l.Close(), syscall.EMFILE)
+		reopen(t, dir, cfg, 15)
+	})
+	t.Run("restart at an offset", func(t *testing.T) {
+		dir, cfg, fs, l := build(t)
+		fs.failOp("open", segmentName(100)+logSuffix, syscall.ENOSPC)
+		utOfflineBy(t, "TruncateFullyAndStartAt", l.TruncateFullyAndStartAt(100), syscall.ENOSPC)
+		fs.set(nil)
+		// The old segments were retired: an append must not go into their
+		// .deleted files (the next start removes them).
+		_, err := l.AppendAsFollower(ctx, utFollowerBatch(t, l.LogEndOffset(), 1, 0))
+		utOfflineBy(t, "AppendAsFollower", err, syscall.ENOSPC)
+		utRefusesWritesBy(t, l, syscall.ENOSPC)
+		utOfflineBy(t, "Close", l.Close(), syscall.ENOSPC)
+		// What the restart was to drop is gone; the log takes appends again.
+		l = utOpen(t, dir, cfg, Options{})
+		if l.LogEndOffset() != l.LogStartOffset() {
+			t.Fatalf("reopened: log [%d, %d], want it empty", l.LogStartOffset(), l.LogEndOffset())
+		}
+		if _, err := l.AppendAsFollower(ctx, utFollowerBatch(t, l.LogEndOffset(), 1, 0)); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// A segment whose creation fails (no descriptor left for its index) leaves
+// no file behind: the log stays online and the next roll at the same base
+// succeeds, where a leftover .log made it fail with EEXIST forever.
+func TestLogFailedRollLeavesNoFile(t *testing.T) {
+	dir, fs := t.TempDir(), &faultFS{}
+	l := utOpen(t, dir, utSmallSegments(t), Options{FS: fs})
+	utAppend(t, l, 3, 0)
+	fs.failOp("open", indexSuffix, syscall.EMFILE)
+	var err error
+	for fs.fired.Load() == 0 && l.LogEndOffset() < 100 {
+		_, err = l.AppendAsLeader(context.Background(), utLeaderBatch(t, 3, l.LogEndOffset(), utTS, CompressionNone), 0)
+	}
+	if !errors.Is(err, syscall.EMFILE) || l.Offline() != nil {
+		t.Fatalf("append whose roll failed: %v (offline %v), want EMFILE and the log online", err, l.Offline())
+	}
+	leo := l.LogEndOffset()
+	fs.set(nil)
+	if got := utSegmentFiles(t, dir); len(got) != l.SegmentCount() {
+		t.Fatalf("segment files %v, the log has %d segments", got, l.SegmentCount())
+	}
+	utAppend(t, l, 3, 0)
+	if err := l.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	utCheckContiguous(t, utReadRecords(t, l, 0, math.MaxInt32), 0, leo+3)
 }

@@ -65,20 +65,23 @@ func newSegment(ops *fileOps, base int64, path string, opened int64) *segment {
 	return s
 }
 
-// createSegment creates a new, empty segment's files.
+// createSegment creates a new, empty segment's files. If that fails, what
+// it created goes again (see openSegFiles).
 func createSegment(ops *fileOps, dir string, base int64, now int64) (*segment, error) {
 	s := newSegment(ops, base, filepath.Join(dir, segmentName(base)), now)
 	f, err := openSegFiles(ops, s.path, true)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("create segment %s: %w", segmentName(base), err)
 	}
-	if err := ops.fs.Truncate(f.oidx, 0); err != nil {
-		f.closeAll()
-		return nil, fmt.Errorf("reset index: %w", err)
+	if err = ops.fs.Truncate(f.oidx, 0); err != nil {
+		err = fmt.Errorf("reset index: %w", err)
+	} else if err = ops.fs.Truncate(f.tidx, 0); err != nil {
+		err = fmt.Errorf("reset time index: %w", err)
 	}
-	if err := ops.fs.Truncate(f.tidx, 0); err != nil {
+	if err != nil {
 		f.closeAll()
-		return nil, fmt.Errorf("reset time index: %w", err)
+		ops.removeSegment(s.path)
+		return nil, fmt.Errorf("create segment %s: %w", segmentName(base), err)
 	}
 	s.install(f)
 	return s, nil

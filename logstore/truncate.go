@@ -38,10 +38,11 @@ func (l *Log) Truncate(offset int64) (int64, error) {
 		return 0, fmt.Errorf("truncate: %w", err)
 	}
 	newEnd := last.next.Load()
-	if pos >= 0 {
+	cut := pos >= 0
+	if cut {
 		newEnd = hdr.BaseOffset()
 		if err := l.cutSegment(last, f, pos); err != nil {
-			return 0, l.goOfflineOnFault(err)
+			return 0, l.failedCutLocked(newEnd, err)
 		}
 	}
 	if keep == 1 && pos == 0 {
@@ -55,7 +56,10 @@ func (l *Log) Truncate(offset int64) (int64, error) {
 		// and a reopened log must find the same end in the segment files.
 		s, err := createSegment(l.ops, l.dir, start, l.now().UnixMilli())
 		if err != nil {
-			return 0, err
+			if cut {
+				return 0, l.failedCutLocked(newEnd, err)
+			}
+			return 0, err // nothing changed yet
 		}
 		kept, keep, newEnd = []*segment{s}, 0, start
 		l.dirDirty = true
@@ -77,6 +81,21 @@ func (l *Log) Truncate(offset int64) (int64, error) {
 		}
 	}
 	return newEnd, nil
+}
+
+// failedCutLocked ends a truncation that failed after it had cut a
+// segment's file: the log's memory no longer describes its files, so the log
+// goes offline (a restart's recovery judges the files). Its end comes down
+// to the cut, so that nothing reads or counts what the file no longer holds.
+func (l *Log) failedCutLocked(newEnd int64, err error) error {
+	if l.leo.Load() > newEnd {
+		l.leo.Store(newEnd)
+	}
+	if l.durable.Load() > newEnd {
+		l.durable.Store(newEnd)
+	}
+	l.truncGen++
+	return l.goOffline(fmt.Errorf("truncate: %w", err))
 }
 
 // retireLocked retires segments taken out of the list and drops the log's
@@ -108,13 +127,15 @@ func filterSegments(list, alive []*segment) []*segment {
 	return out
 }
 
-// cutSegment truncates a segment's file at pos and rebuilds its in-memory state.
+// cutSegment truncates a segment's file at pos and rebuilds its in-memory
+// state and index files. Any error leaves the file and the memory apart (the
+// size is cut first, for readers): the caller takes the log offline.
 func (l *Log) cutSegment(s *segment, f *segFiles, pos int64) error {
 	s.size.Store(pos) // readers stop here first
 	// Not fsynced: the files must stay open until a flush (see clean).
 	s.synced.Store(-1)
 	if err := l.ops.fs.Truncate(f.log, pos); err != nil {
-		return fault(fmt.Errorf("truncate segment %s: %w", segmentName(s.base), err))
+		return fmt.Errorf("truncate segment %s: %w", segmentName(s.base), err)
 	}
 	offs, times := s.offsets.Load(), s.times.Load()
 	no := &chunkedList[offsetEntry]{}
@@ -227,9 +248,11 @@ func (l *Log) TruncateFullyAndStartAt(offset int64) error {
 	if len(errs) > 0 {
 		return l.goOffline(errors.Join(errs...))
 	}
+	// From here on the old files are gone from their names while the list
+	// still holds them: a failure takes the log offline.
 	s, err := createSegment(l.ops, l.dir, offset, l.now().UnixMilli())
 	if err != nil {
-		return err
+		return l.goOffline(fmt.Errorf("restart the log at %d: %w", offset, err))
 	}
 	segs := []*segment{s}
 	l.segs.Store(&segs)
