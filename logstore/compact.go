@@ -40,7 +40,8 @@ func cleanableSegments(segs []*segment, committed int64) int {
 
 // NeedsCompaction reports whether Compact has work: the log is compacted and
 // it has cleanable segments not cleaned since they were written, or cleaned
-// segments whose tombstones may have expired.
+// segments whose tombstones may have expired. It takes no lock: a pass in
+// progress never holds it up.
 func (l *Log) NeedsCompaction(committed int64) bool {
 	if !l.cfg.Load().Compact() {
 		return false
@@ -50,12 +51,11 @@ func (l *Log) NeedsCompaction(committed int64) bool {
 	if n == 0 {
 		return false
 	}
-	l.compactMu.Lock()
-	defer l.compactMu.Unlock()
-	if segs[n].base > l.cleanedTo {
+	if segs[n].base > l.cleanedTo.Load() {
 		return true
 	}
-	return l.tombstoneDeadline != 0 && l.now().UnixMilli() >= l.tombstoneDeadline
+	deadline := l.tombstoneDeadline.Load()
+	return deadline != 0 && l.now().UnixMilli() >= deadline
 }
 
 // Compact keeps only the last record per key in the cleanable segments (all but
@@ -135,8 +135,8 @@ func (l *Log) Compact(ctx context.Context, committed int64) (CompactResult, erro
 		res.SegmentsCleaned++
 		res.RecordsRemoved += removed
 	}
-	l.cleanedTo = segs[n].base
-	l.tombstoneDeadline = deadline
+	l.cleanedTo.Store(segs[n].base)
+	l.tombstoneDeadline.Store(deadline)
 	if res.SegmentsCleaned > 0 {
 		l.logger.Info("compacted log", "dir", l.dir, "segments", res.SegmentsCleaned, "records_removed", res.RecordsRemoved,
 			"bytes_before", res.BytesBefore, "bytes_after", res.BytesAfter)

@@ -97,9 +97,10 @@ type Log struct {
 	flushes atomic.Int64  // successful flush rounds (fsyncs of the active segment); for tests and benchmarks
 	report  RecoveryReport
 
-	compactMu         sync.Mutex // one compaction at a time; guards the two fields below
-	cleanedTo         int64      // compaction has cleaned every segment below this offset
-	tombstoneDeadline int64      // ms when a kept tombstone may expire (0: none)
+	compactMu sync.Mutex // one compaction at a time; it writes the two fields below
+	// Read without the lock (NeedsCompaction must never wait for a pass).
+	cleanedTo         atomic.Int64 // compaction has cleaned every segment below this offset
+	tombstoneDeadline atomic.Int64 // ms when a kept tombstone may expire (0: none)
 }
 
 // Open opens (creating if needed) the log in dir, recovering it if needed.

@@ -456,14 +456,16 @@ func (m *Manager) Run(ctx context.Context) {
 }
 
 // queueCompactions hands every log that needs compaction and is not queued
-// or being compacted already to the compactors; it waits while they are all busy.
+// or being compacted already to the compactors; it waits while they are all
+// busy. A log in compaction is passed over before anything else is asked of
+// it, so that a long pass holds up no other log.
 func (m *Manager) queueCompactions(ctx context.Context, jobs chan<- string) {
 	for name, l := range m.snapshot() {
-		if !l.NeedsCompaction(m.committed(name, l)) {
+		if m.isCompacting(name) || !l.NeedsCompaction(m.committed(name, l)) {
 			continue
 		}
 		m.mu.Lock()
-		busy := m.compacting[name]
+		busy := m.compacting[name] // another Run queued it meanwhile
 		m.compacting[name] = true
 		m.mu.Unlock()
 		if busy {
@@ -476,6 +478,12 @@ func (m *Manager) queueCompactions(ctx context.Context, jobs chan<- string) {
 			return
 		}
 	}
+}
+
+func (m *Manager) isCompacting(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.compacting[name]
 }
 
 func (m *Manager) doneCompacting(name string) {

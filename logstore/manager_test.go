@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -196,6 +197,8 @@ func TestManagerBackgroundWorkDoesNotQueueBehindCompaction(t *testing.T) {
 	var mu sync.Mutex
 	running, most, started := 0, 0, map[string]bool{}
 	m.compact = func(ctx context.Context, l *Log, _ int64) (CompactResult, error) {
+		l.compactMu.Lock() // held for the whole pass, as Compact does
+		defer l.compactMu.Unlock()
 		mu.Lock()
 		running++
 		most = max(most, running)
@@ -278,6 +281,79 @@ func TestManagerBackgroundWorkDoesNotQueueBehindCompaction(t *testing.T) {
 	if most > 2 {
 		t.Fatalf("%d compactions ran at once, want at most 2", most)
 	}
+}
+
+// A long compaction pass of one log holds up no other: while it runs, the
+// queueing goes on (it never waits on the busy log) and a second log that
+// comes to need compaction is compacted.
+func TestManagerCompactsOtherLogsDuringALongPass(t *testing.T) {
+	var (
+		slow, other   *Log
+		slowStarted   = make(chan struct{})
+		release       = make(chan struct{})
+		otherReady    atomic.Bool  // other's records count as committed
+		otherAsked    atomic.Int32 // how often other's committed offset was asked for since slow's pass began
+		otherCleaned  atomic.Int32
+		slowIsRunning atomic.Bool
+	)
+	m, err := OpenManager(t.TempDir(), ManagerOptions{Config: managerConfig(), CleanerThreads: 2,
+		CleanerInterval: 5 * time.Millisecond, RetentionCheckInterval: time.Hour, FlushInterval: time.Hour,
+		Committed: func(_ string, l *Log) int64 {
+			if l == other && !otherReady.Load() {
+				if slowIsRunning.Load() {
+					otherAsked.Add(1)
+				}
+				return 0 // nothing committed: nothing to compact yet
+			}
+			return l.LogEndOffset()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	m.compact = func(ctx context.Context, l *Log, committed int64) (CompactResult, error) {
+		if l != slow {
+			res, err := l.Compact(ctx, committed)
+			if err == nil && res.SegmentsCleaned > 0 {
+				otherCleaned.Add(1)
+			}
+			return res, err
+		}
+		l.compactMu.Lock() // a pass that takes as long as the test wants, holding the lock as Compact does
+		defer l.compactMu.Unlock()
+		slowIsRunning.Store(true)
+		close(slowStarted)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return CompactResult{}, ctx.Err()
+	}
+	for i, lp := range []**Log{&slow, &other} {
+		l, err := m.GetOrCreate("compacted", int32(i), compactConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range 200 {
+			appendKV(t, l, time.Now().UnixMilli(), fmt.Sprintf("k%d", j%10), "value-value-value-value-value-value-value-value")
+		}
+		*lp = l
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-slowStarted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow compaction never started")
+	}
+	// Three rounds of queueing pass over the other log while the slow pass
+	// runs: a round that waited for the busy log would never come back.
+	utEventually(t, 10*time.Second, "queueing stopped while a compaction ran", func() bool { return otherAsked.Load() >= 3 })
+	otherReady.Store(true)
+	utEventually(t, 10*time.Second, "the other log was not compacted while a compaction ran", func() bool { return otherCleaned.Load() > 0 })
+	close(release)
 }
 
 // Logs are created concurrently (a wide topic overlaps their fsyncs), and
