@@ -408,6 +408,16 @@ func (l *Log) swapSegment(old, cleaned *segment, gen uint64) (bool, error) {
 		cleaned.removeCleanedFiles()
 		return false, err
 	}
+	// Old's files stay open and pinned until the new list is out: a reader
+	// whose snapshot still holds old reads them, where the budget closing
+	// them in the window would leave it a segment it may not reopen.
+	pinned, err := old.pin()
+	if err != nil { // nothing changed yet
+		cleaned.closeFiles()
+		cleaned.removeCleanedFiles()
+		return false, fmt.Errorf("compaction swap: %w", err)
+	}
+	defer pinned.release() // after the list is stored
 	// Drop the old indexes first: if we crash after the log's rename, the
 	// missing index files make the next open rebuild them from the new log.
 	// From the first removal on the directory no longer matches the segment

@@ -2,7 +2,10 @@ package logstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -292,13 +295,14 @@ func utCompactConcurrently(t *testing.T, budget *FileBudget) {
 			}
 			off := l.LogStartOffset()
 			for off < l.LogEndOffset() {
-				res, err := l.Read(off, 64<<10, l.LogEndOffset())
+				res, err := l.Read(off, 64<<10, math.MaxInt64)
 				if err != nil {
 					errs <- err
 					return
 				}
-				if len(res.Data) == 0 {
-					break
+				if len(res.Data) == 0 { // below the log end there is always a batch
+					errs <- fmt.Errorf("read at %d: no data and no error below the log end %d", off, res.LogEndOffset)
+					return
 				}
 				if err := Batches(res.Data, func(b Batch) error { return b.Validate() }); err != nil {
 					errs <- err
@@ -320,6 +324,124 @@ func utCompactConcurrently(t *testing.T, budget *FileBudget) {
 		t.Fatal(err)
 	}
 	readAll(t, l) // still contiguous
+}
+
+// A compaction swapping a segment, and a restart of the log at an offset,
+// keep the old segment's open files open until the new segment list is out:
+// a reader still on the old list, in that window, reads them (the budget
+// closing them there made it find no data and no error, and
+// OffsetForTimestamp skip the segment: a later offset). Here the window is
+// held open by the directory fsync (swap) or the new segment's creation
+// (restart), where the budget tries to close the old files and a reader reads.
+func TestOldSegmentStaysReadableWhileReplaced(t *testing.T) {
+	type got struct {
+		data      []byte
+		readErr   error
+		offset    int64
+		offsetErr error
+	}
+	// during runs a reader of offset 1 (and of timestamp utTS(1)) on another
+	// goroutine after trying to close old's files, as the budget would.
+	during := func(t *testing.T, l *Log, old *segment) got {
+		budget := old.ops.files
+		budget.mu.Lock()
+		if f := old.files.Load(); f != nil {
+			f.used.Store(false)
+		}
+		if f := budget.evict(old); f != nil {
+			f.closeAll()
+		}
+		budget.mu.Unlock()
+		ch := make(chan got, 1)
+		go func() {
+			var g got
+			res, err := l.Read(1, 1<<20, math.MaxInt64)
+			g.data, g.readErr = res.Data, err
+			g.offset, _, _, g.offsetErr = l.OffsetForTimestamp(utTS(1))
+			ch <- g
+		}()
+		select {
+		case g := <-ch:
+			return g
+		case <-time.After(10 * time.Second):
+			return got{readErr: fmt.Errorf("the reader waited for the writer's change (it holds the log's lock)")}
+		}
+	}
+	check := func(t *testing.T, g got) {
+		t.Helper()
+		if g.readErr != nil || len(g.data) == 0 || Batch(g.data).BaseOffset() > 1 {
+			t.Fatalf("read at 1 while the segment was replaced: %d bytes, %v; want its batch", len(g.data), g.readErr)
+		}
+		if g.offsetErr != nil || g.offset != 1 {
+			t.Fatalf("offset for timestamp %d while the segment was replaced: %d, %v; want 1", utTS(1), g.offset, g.offsetErr)
+		}
+	}
+	build := func(t *testing.T) (*Log, *faultFS, *segment) {
+		fs := &faultFS{}
+		l := utOpen(t, t.TempDir(), compactConfig(), Options{FS: fs, Files: NewFileBudget(-1)})
+		for i := range int64(300) {
+			appendKV(t, l, utTS(i), fmt.Sprintf("k%d", i%7), fmt.Sprintf("v%d-padding-padding-padding", i))
+		}
+		if err := l.Sync(context.Background()); err != nil { // unsynced files are never closed
+			t.Fatal(err)
+		}
+		old := (*l.segs.Load())[0]
+		utCheckRead(t, l, 1) // old's files are open
+		return l, fs, old
+	}
+	hold := func(fs *faultFS, op, suffix string, fn func()) {
+		var once sync.Once
+		fs.set(func(o, name string) error {
+			if o == op && strings.HasSuffix(name, suffix) {
+				once.Do(fn)
+			}
+			return nil
+		})
+	}
+	t.Run("compaction swap", func(t *testing.T) {
+		l, fs, old := build(t)
+		var g got
+		hold(fs, "syncdir", "", func() { g = during(t, l, old) })
+		if res, err := l.Compact(context.Background(), l.LogEndOffset()); err != nil || res.SegmentsCleaned == 0 {
+			t.Fatalf("compaction: %+v, %v", res, err)
+		}
+		fs.set(nil)
+		if (*l.segs.Load())[0] == old {
+			t.Fatal("the first segment was not swapped")
+		}
+		check(t, g)
+		readAll(t, l)
+		// A closed log is an error below its end, never an empty answer.
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Read(l.LogStartOffset(), 1<<20, math.MaxInt64); !errors.Is(err, ErrClosed) {
+			t.Fatalf("read of a closed log: %v, want ErrClosed", err)
+		}
+	})
+	t.Run("restart at an offset", func(t *testing.T) {
+		l, fs, old := build(t)
+		var g got
+		hold(fs, "open", segmentName(1000)+logSuffix, func() { g = during(t, l, old) })
+		if err := l.TruncateFullyAndStartAt(1000); err != nil {
+			t.Fatal(err)
+		}
+		fs.set(nil)
+		check(t, g)
+		// Once the new list is out, the old offsets are out of range.
+		if _, err := l.Read(1, 1<<20, math.MaxInt64); !errors.Is(err, ErrOffsetOutOfRange) {
+			t.Fatalf("read of an old offset after the restart: %v", err)
+		}
+	})
+}
+
+// utCheckRead reads at offset and checks a batch holding it comes back.
+func utCheckRead(t *testing.T, l *Log, offset int64) {
+	t.Helper()
+	res, err := l.Read(offset, 1<<20, math.MaxInt64)
+	if err != nil || len(res.Data) == 0 || Batch(res.Data).BaseOffset() > offset {
+		t.Fatalf("read at %d: %d bytes, %v", offset, len(res.Data), err)
+	}
 }
 
 // TestEmptyBatchFrom: the remainder of an empty (merged) batch from an

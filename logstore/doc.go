@@ -47,9 +47,15 @@
 //
 // # Guarantees
 //
-//   - Appends are single-writer (a mutex); reads never take it. A reader sees
+//   - Appends are single-writer (a mutex); reads do not take it. A reader sees
 //     only whole batches: a segment's size is published after its bytes are
-//     written, and readers never read past it.
+//     written, and readers never read past it. Below the log end a read
+//     returns data or an error, never neither: a reader whose snapshot of the
+//     segment list went stale (a segment retired or cut under it) looks
+//     again, and if nothing was published yet waits once for the writer's
+//     change in progress. A segment being replaced (compaction's swap, a
+//     restart at an offset) keeps its open files open until the new list is
+//     out.
 //   - As leader, AppendAsLeader assigns the next offsets and stamps the leader
 //     epoch into the batch header (the CRC does not cover those fields). As
 //     follower, AppendAsFollower takes batches that already carry offsets and

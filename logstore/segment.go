@@ -339,13 +339,18 @@ func (s *segment) seekBatch(f *segFiles, offset, size int64, w *readWindow) (int
 // read returns whole batches starting with the one holding offset: at most
 // maxBytes (but always the first batch whole, so a reader makes progress),
 // and only batches whose last offset is below maxOffset. They are read into
-// dst when it is big enough, else into a new buffer.
-func (s *segment) read(f *segFiles, dst []byte, offset int64, maxBytes int, maxOffset int64) ([]byte, error) {
+// dst when it is big enough, else into a new buffer. held says whether the
+// segment has a batch at or after offset (no data and no error then: it is
+// at or above maxOffset).
+func (s *segment) read(f *segFiles, dst []byte, offset int64, maxBytes int, maxOffset int64) (data []byte, held bool, err error) {
 	size := s.size.Load()
 	var w readWindow
 	start, first, err := s.seekBatch(f, offset, size, &w)
-	if err != nil || start < 0 || first.LastOffset() >= maxOffset {
-		return nil, err
+	if err != nil || start < 0 {
+		return nil, false, err
+	}
+	if first.LastOffset() >= maxOffset {
+		return nil, true, nil
 	}
 	n := min(int64(maxBytes), size-start)
 	if fs := int64(first.Size()); n < fs {
@@ -360,7 +365,7 @@ func (s *segment) read(f *segFiles, dst []byte, offset int64, maxBytes int, maxO
 	} else {
 		got, err := f.log.ReadAt(buf[:n], start)
 		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("read segment %s: %w", segmentName(s.base), err)
+			return nil, true, fmt.Errorf("read segment %s: %w", segmentName(s.base), err)
 		}
 		buf = buf[:got]
 	}
@@ -372,8 +377,15 @@ func (s *segment) read(f *segFiles, dst []byte, offset int64, maxBytes int, maxO
 		}
 		end += len(b)
 	}
-	return buf[:end:end], nil
+	if end == 0 { // the file ends before the size read: cut under this read
+		return nil, true, errCutUnderRead
+	}
+	return buf[:end:end], true, nil
 }
+
+// errCutUnderRead says a segment's file was shorter than the size a read
+// started from (a truncation cut it meanwhile): the reader looks again.
+var errCutUnderRead = errors.New("segment was cut under the read")
 
 // rebuildIndexFiles rewrites both index files from the in-memory entries.
 func (s *segment) rebuildIndexFiles(f *segFiles) error {

@@ -239,6 +239,22 @@ func (l *Log) TruncateFullyAndStartAt(offset int64) error {
 		return err
 	}
 	old := *l.segs.Load()
+	// The files open now stay open until the new list is out, so readers of
+	// the old one read on (the budget may not close them while their names
+	// change). Closed ones stay closed (opening them all could run out of
+	// descriptors): a reader that needs one waits for the new list (see
+	// lookAgain), where its offset is out of range.
+	var pinned []*segFiles
+	for _, s := range old {
+		if f := s.tryPin(); f != nil {
+			pinned = append(pinned, f)
+		}
+	}
+	defer func() {
+		for _, f := range pinned {
+			f.release()
+		}
+	}()
 	var errs []error
 	for _, s := range old {
 		if err := s.retire(); err != nil { // frees the names first: the new segment may reuse a base offset
