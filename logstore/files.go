@@ -188,6 +188,10 @@ func (s *segment) clean() bool { return s.size.Load() == s.synced.Load() }
 // an fsync is a fault. A clean segment whose files are closed has nothing to
 // sync and stays closed.
 func (s *segment) sync(final bool) error {
+	// What synced was before the fsync: a cut meanwhile (cutSegment sets it
+	// to -1) must win over this fsync's size, which appends after the cut
+	// could reach again with data this fsync never saw.
+	synced := s.synced.Load()
 	size := s.size.Load() // published after its bytes were written: the fsync covers them
 	var f *segFiles
 	if s.clean() {
@@ -209,7 +213,7 @@ func (s *segment) sync(final bool) error {
 			return err
 		}
 	}
-	s.synced.Store(size)
+	s.synced.CompareAndSwap(synced, size)
 	return nil
 }
 

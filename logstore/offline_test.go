@@ -543,3 +543,47 @@ func TestLogFailedRollLeavesNoFile(t *testing.T) {
 	}
 	utCheckContiguous(t, utReadRecords(t, l, 0, math.MaxInt32), 0, leo+3)
 }
+
+// A truncation that cuts a segment while its fsync runs wins over it: the
+// fsync's size (read before the cut) is not recorded as synced, so appends
+// that bring the segment back to that size are not taken for fsynced data
+// (the budget would close the files, and an fsync error on them be lost).
+func TestSegmentSyncRacingACutKeepsLaterDataUnsynced(t *testing.T) {
+	fs := &faultFS{}
+	l := utOpen(t, t.TempDir(), utCfg(), Options{FS: fs}) // fsync never: one segment, synced by Sync
+	for range 10 {
+		utAppend(t, l, 1, 0)
+	}
+	seg := l.active()
+	size := seg.size.Load()
+	var cutErr error
+	var once sync.Once
+	fs.set(func(op, name string) error {
+		if op == "sync" && strings.HasSuffix(name, logSuffix) {
+			once.Do(func() { _, cutErr = l.Truncate(5) }) // while the fsync runs
+		}
+		return nil
+	})
+	if err := l.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fs.set(nil)
+	if cutErr != nil || l.LogEndOffset() != 5 {
+		t.Fatalf("truncate during the fsync: %v, log end %d", cutErr, l.LogEndOffset())
+	}
+	for range 5 { // the same batches again: the same size, never fsynced
+		utAppend(t, l, 1, 0)
+	}
+	if seg.size.Load() != size {
+		t.Fatalf("segment size %d after appending the cut batches again, want %d", seg.size.Load(), size)
+	}
+	if seg.clean() {
+		t.Fatal("data appended after the cut counts as fsynced")
+	}
+	if err := l.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !seg.clean() {
+		t.Fatal("not clean after a flush")
+	}
+}

@@ -132,9 +132,11 @@ func filterSegments(list, alive []*segment) []*segment {
 // size is cut first, for readers): the caller takes the log offline.
 func (l *Log) cutSegment(s *segment, f *segFiles, pos int64) error {
 	s.size.Store(pos) // readers stop here first
-	// Not fsynced: the files must stay open until a flush (see clean).
+	err := l.ops.fs.Truncate(f.log, pos)
+	// Not fsynced: the files must stay open until a flush (see clean). Set
+	// after the cut, so that an fsync that saw it -1 came after the cut.
 	s.synced.Store(-1)
-	if err := l.ops.fs.Truncate(f.log, pos); err != nil {
+	if err != nil {
 		return fmt.Errorf("truncate segment %s: %w", segmentName(s.base), err)
 	}
 	offs, times := s.offsets.Load(), s.times.Load()
