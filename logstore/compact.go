@@ -302,6 +302,7 @@ func (l *Log) cleanSegment(ctx context.Context, s *segment, latest map[keyHash]i
 func createCleanedSegment(s *segment) (*segment, error) {
 	c := newSegment(s.ops, s.base, s.path, s.opened)
 	c.synced.Store(-1)
+	c.tempNames.Store(true)
 	f := &segFiles{ops: s.ops}
 	var err error
 	for _, dst := range []struct {
@@ -453,6 +454,7 @@ func (l *Log) swapSegment(old, cleaned *segment, gen uint64) (bool, error) {
 		return false, l.goOffline(fmt.Errorf("compaction swap: %w", err))
 	}
 	cleaned.synced.Store(cleaned.size.Load()) // fsynced, and under its final names: it may close now
+	cleaned.tempNames.Store(false)
 	next := append([]*segment(nil), segs...)
 	next[at] = cleaned
 	l.segs.Store(&next)

@@ -252,7 +252,11 @@ func TestCompactConcurrentWithAppendsAndReads(t *testing.T) {
 	t.Run("no file budget", func(t *testing.T) { utCompactConcurrently(t, nil) })
 	// One segment's files: segments close and reopen while compaction swaps
 	// them, and a reader never reopens a swapped-out segment by name.
-	t.Run("budget of 3 files", func(t *testing.T) { utCompactConcurrently(t, NewFileBudget(3)) })
+	t.Run("budget of 3 files", func(t *testing.T) {
+		budget := NewFileBudget(3)
+		utRunSweeper(t, budget)
+		utCompactConcurrently(t, budget)
+	})
 }
 
 func utCompactConcurrently(t *testing.T, budget *FileBudget) {

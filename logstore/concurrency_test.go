@@ -71,6 +71,7 @@ func TestConcurrentReadersSeeWholeBatches(t *testing.T) {
 	// readers all the time, and none may be closed while it is read.
 	t.Run("budget of 3 files", func(t *testing.T) {
 		budget := NewFileBudget(3)
+		utRunSweeper(t, budget)
 		utConcurrentReaders(t, budget)
 		if budget.Closed() == 0 {
 			t.Fatal("no segment was closed under the budget")

@@ -36,14 +36,18 @@
 // A segment's three files are opened when it is first read or written, not
 // when its log opens, and the logs of a data dir share a budget of open files
 // (FileBudget, ManagerOptions.MaxOpenFiles; by default half of
-// RLIMIT_NOFILE). Over the budget, the files not used lately are closed (a
-// clock sweep), so an idle partition holds no descriptor and ten thousand of
-// them fit in a few hundred. Never closed: files a reader or writer holds
-// (each call pins them, lock-free; readers finish on what they pinned), and a
-// segment holding data not yet fsynced through them, so that an fsync error is
-// reported on the descriptor that wrote the data. A segment's size, indexes
-// and offsets stay in memory, so reopening reads nothing back. The budget is
-// soft: files in use stay open above it.
+// RLIMIT_NOFILE). Over the budget, a sweeper (run by Manager.Run) closes the
+// files not used lately (a clock sweep), so an idle partition holds no
+// descriptor and ten thousand of them fit in a few hundred. An open that goes
+// over the budget only wakes the sweeper; only a quarter over it (the sweeper
+// not keeping up) does the opener close idle files itself, one bounded pass.
+// Never closed: files a reader or writer holds (each call pins them,
+// lock-free; readers finish on what they pinned), and a segment holding data
+// not yet fsynced through them, so that an fsync error is reported on the
+// descriptor that wrote the data: the sweeper fsyncs an idle one first (a
+// failure takes its log offline), never a request. A segment's size,
+// indexes and offsets stay in memory, so reopening reads nothing back. The
+// budget is soft: files in use stay open above it.
 //
 // # Guarantees
 //
@@ -101,6 +105,7 @@
 //     tombstones until their segment is delete.retention.ms old, then swaps
 //     each one in with a rename; readers of the old file finish on it.
 //   - Background work (Manager.Run) runs on goroutines of its own, so none
-//     waits for another: the flusher (and checkpoints), retention, and up to
-//     CleanerThreads compactors, each on one log at a time.
+//     waits for another: the flusher (and checkpoints), retention, up to
+//     CleanerThreads compactors, each on one log at a time, and the
+//     open-files sweeper.
 package logstore

@@ -1,6 +1,7 @@
 package logstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -126,9 +127,11 @@ func (s *segment) pinSlow() (*segFiles, error) {
 		return nil, fmt.Errorf("reopen segment %s: %w", segmentName(s.base), err)
 	}
 	f.refs.Store(2) // installed, and this caller's
-	s.installLocked(f)
+	over := s.installLocked(f)
 	s.openMu.Unlock()
-	s.ops.files.enforce()
+	if over != withinBudget {
+		s.ops.files.afterOpen(over)
+	}
 	return f, nil
 }
 
@@ -144,14 +147,17 @@ func (s *segment) tryPin() *segFiles {
 func (s *segment) install(f *segFiles) {
 	f.refs.Store(1)
 	s.openMu.Lock()
-	s.installLocked(f)
+	over := s.installLocked(f)
 	s.openMu.Unlock()
-	s.ops.files.enforce()
+	if over != withinBudget {
+		s.ops.files.afterOpen(over)
+	}
 }
 
-func (s *segment) installLocked(f *segFiles) {
+// installLocked publishes f and reports how the budget stands now.
+func (s *segment) installLocked(f *segFiles) budgetLevel {
 	s.files.Store(f)
-	s.ops.files.add(s)
+	return s.ops.files.add(s)
 }
 
 // closeFiles takes the files out of the segment for good: they close once
@@ -217,6 +223,24 @@ func (s *segment) sync(final bool) error {
 	return nil
 }
 
+// syncIdle fsyncs an idle segment's log file for the sweeper, which
+// acquired it, so that its files may be closed; it reports whether it did.
+// A failed fsync takes the log offline, as any other (see ErrLogOffline).
+func (s *segment) syncIdle() bool {
+	defer s.release()
+	f := s.tryPin()
+	if f == nil {
+		return false // closed meanwhile (retired, or its log closed)
+	}
+	defer f.release()
+	if err := s.sync(false); err != nil {
+		s.ops.fault(err)
+		return false
+	}
+	s.ops.files.synced.Add(1)
+	return true
+}
+
 // syncIndexes makes both index files durable if they are open (at close);
 // a failure is a fault. Closed ones are not reopened for it: indexes are
 // derived data, checked on open.
@@ -257,16 +281,21 @@ func (s *segment) syncAll() error {
 
 // FileBudget bounds how many segment files the logs sharing it keep open.
 // Segments open their files on first use; when more are open than the budget
-// allows, the ones not used lately (a clock sweep, as page caches do) are
-// closed, unless someone is using them or they hold data not yet fsynced. A
-// segment closed this way reopens transparently on its next read or write.
-// The budget is soft: files in use stay open even above it.
+// allows, a sweeper (Run; Manager.Run runs it) closes the ones not used
+// lately (a clock sweep, as page caches do), unless someone is using them.
+// An idle segment holding data not yet fsynced is fsynced by the sweeper
+// first, so that an fsync error still reaches the descriptor that wrote the
+// data. A segment closed this way reopens transparently on its next read or
+// write. The budget is soft: files in use stay open above it, and whoever
+// opens a file past it only wakes the sweeper, never waits for it.
 //
 // Lock order: Log.mu, then segment.openMu, then FileBudget.mu. The sweep
-// holds FileBudget.mu and only tries segments' openMu (TryLock), so it never
-// waits for one.
+// holds FileBudget.mu for a bounded number of segments at a time, only tries
+// segments' openMu (TryLock), so it never waits for one, and fsyncs with
+// neither held.
 type FileBudget struct {
-	max int // files allowed open; <= 0: no limit
+	max     int           // files allowed open; <= 0: no limit
+	wakeups chan struct{} // one pending wake-up of the sweeper at most
 
 	mu    sync.Mutex
 	open  []*segment // segments with open files: the clock's ring
@@ -274,11 +303,14 @@ type FileBudget struct {
 	files int // files open
 
 	closed atomic.Int64 // files closed to stay within the budget
+	synced atomic.Int64 // idle segments the sweeper fsynced to close them
 }
 
 // NewFileBudget returns a budget of max open files; max <= 0 means no limit
 // (files still open lazily, but are only closed with their log).
-func NewFileBudget(max int) *FileBudget { return &FileBudget{max: max} }
+func NewFileBudget(max int) *FileBudget {
+	return &FileBudget{max: max, wakeups: make(chan struct{}, 1)}
+}
 
 // DefaultMaxOpenFiles is half the process's open-files limit
 // (RLIMIT_NOFILE, which Go raises to the hard limit at start): the other
@@ -304,17 +336,54 @@ func (b *FileBudget) Open() int {
 // Closed is how many files were closed to keep within the budget.
 func (b *FileBudget) Closed() int64 { return b.closed.Load() }
 
-// add puts a segment whose files were just opened on the ring; the caller
-// holds s.openMu.
-func (b *FileBudget) add(s *segment) {
+// Synced is how many idle segments the sweeper fsynced so it could close them.
+func (b *FileBudget) Synced() int64 { return b.synced.Load() }
+
+// budgetLevel is how the open files stand against the budget.
+type budgetLevel int
+
+const (
+	withinBudget  budgetLevel = iota
+	overBudget                // the sweeper has work
+	farOverBudget             // a quarter over: the sweeper is not keeping up
+)
+
+// add puts a segment whose files were just opened on the ring and reports
+// how the budget stands; the caller holds s.openMu.
+func (b *FileBudget) add(s *segment) budgetLevel {
 	if b == nil {
-		return
+		return withinBudget
 	}
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	s.ring = len(b.open)
 	b.open = append(b.open, s)
 	b.files += filesPerSegment
-	b.mu.Unlock()
+	switch {
+	case b.max <= 0 || b.files <= b.max:
+		return withinBudget
+	case b.files <= b.max+b.max/4:
+		return overBudget
+	}
+	return farOverBudget
+}
+
+// afterOpen is what an opener does that went over the budget: it wakes
+// the sweeper and goes on. Only far over it, where the sweeper is not
+// keeping up (a starved goroutine, a burst of opens), does the opener also
+// close idle, fsynced files itself, one bounded pass, so that the process
+// does not run out of descriptors; it never fsyncs.
+func (b *FileBudget) afterOpen(level budgetLevel) {
+	select {
+	case b.wakeups <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+	if level == farOverBudget {
+		victims, _, _, _, _ := b.pass(false)
+		for _, f := range victims {
+			f.closeAll()
+		}
+	}
 }
 
 // remove takes a segment off the ring; the caller holds s.openMu.
@@ -341,37 +410,100 @@ func (b *FileBudget) removeLocked(s *segment) {
 	b.files -= filesPerSegment
 }
 
-// enforce closes files not used lately while more than the budget are open,
-// down to 7/8 of it so that the next opens do not each pay for a sweep. It
-// never blocks on a segment: one busy opening or closing is skipped.
-func (b *FileBudget) enforce() {
-	if b == nil || b.max <= 0 {
+// The sweeper's work per hold of b.mu: how many ring entries it looks at,
+// how many segments it closes, and how many idle unsynced ones it picks to
+// fsync (with b.mu released).
+const (
+	sweepSteps   = 512
+	sweepVictims = 64
+	sweepSyncs   = 16
+)
+
+// Run is the sweeper: each time an open goes over the budget it closes
+// files not used lately, down to 7/8 of the budget so that the next opens do
+// not each wake it, until ctx ends. Without it the budget is not enforced.
+func (b *FileBudget) Run(ctx context.Context) {
+	if b.max <= 0 {
 		return
 	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.wakeups:
+			b.sweep(ctx)
+		}
+	}
+}
+
+// sweepPending sweeps now if an open went over the budget since the last
+// sweep: for opening a data dir, before the sweeper runs.
+func (b *FileBudget) sweepPending(ctx context.Context) {
+	select {
+	case <-b.wakeups:
+		b.sweep(ctx)
+	default:
+	}
+}
+
+// sweep runs passes of the clock until the budget is met again, or two
+// turns of it found nothing more to close or fsync (everything is in use).
+func (b *FileBudget) sweep(ctx context.Context) {
+	fruitless := 0 // ring entries looked at since a pass last closed or fsynced something
+	for ctx.Err() == nil {
+		victims, idle, looked, ring, done := b.pass(true)
+		for _, f := range victims {
+			f.closeAll()
+		}
+		synced := 0
+		for _, s := range idle {
+			if s.syncIdle() {
+				synced++
+			}
+		}
+		if done {
+			return
+		}
+		if len(victims) > 0 || synced > 0 {
+			fruitless = 0
+		} else if fruitless += looked; fruitless >= 2*ring { // two turns: the first may only clear used bits
+			return
+		}
+	}
+}
+
+// pass moves the clock hand over at most sweepSteps segments while more
+// files are open than the target: it takes the files of idle, fsynced ones
+// out (victims, for the caller to close) and, with pick, picks idle ones
+// holding data not yet fsynced (idle, acquired, for the caller to fsync and
+// release). done: the target is met.
+func (b *FileBudget) pass(pick bool) (victims []*segFiles, idle []*segment, looked, ring int, done bool) {
 	b.mu.Lock()
-	if b.files <= b.max {
-		b.mu.Unlock()
-		return
-	}
+	defer b.mu.Unlock()
 	target := b.max - b.max/8
-	var victims []*segFiles
-	// Two turns of the clock: the first may only clear the used bits.
-	for steps := 2 * len(b.open); steps > 0 && b.files > target && len(b.open) > 0; steps-- {
+	for ; looked < sweepSteps && b.files > target && len(b.open) > 0 && len(victims) < sweepVictims; looked++ {
 		if b.hand >= len(b.open) {
 			b.hand = 0
 		}
 		s := b.open[b.hand]
-		if f := b.evict(s); f != nil { // the ring's last segment moved to the hand: look at it next
+		if pick && len(idle) < sweepSyncs && b.idleUnsynced(s) {
+			idle = append(idle, s)
+		} else if f := b.evict(s); f != nil { // the ring's last segment moved to the hand: look at it next
 			victims = append(victims, f)
 			continue
 		}
 		b.hand++
 	}
 	b.closed.Add(int64(len(victims) * filesPerSegment))
-	b.mu.Unlock()
-	for _, f := range victims {
-		f.closeAll()
-	}
+	return victims, idle, looked, len(b.open), b.files <= target
+}
+
+// idleUnsynced reports (and then acquires) a segment that nobody used since
+// the last turn and nobody uses now, holding data not yet fsynced: the
+// sweeper fsyncs it so it may close it. The caller holds b.mu.
+func (b *FileBudget) idleUnsynced(s *segment) bool {
+	f := s.files.Load()
+	return f != nil && !f.used.Load() && f.refs.Load() == 1 && !s.clean() && !s.tempNames.Load() && s.acquire()
 }
 
 // evict takes s's files out of it (and s off the ring) if nobody uses them,
@@ -386,7 +518,7 @@ func (b *FileBudget) evict(s *segment) *segFiles {
 		f.used.Store(false)
 		return nil
 	}
-	if !s.clean() || !s.openMu.TryLock() {
+	if !s.clean() || s.tempNames.Load() || !s.openMu.TryLock() {
 		return nil
 	}
 	defer s.openMu.Unlock()

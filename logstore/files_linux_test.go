@@ -39,10 +39,33 @@ func utBudgetConfig(t testing.TB) Config {
 	return cfg
 }
 
+// utRunManager runs m's background work (the budget's sweeper among it)
+// until m closes; the test's end closes it.
+func utRunManager(t testing.TB, m *Manager) {
+	done := make(chan struct{})
+	go func() { m.Run(context.Background()); close(done) }()
+	t.Cleanup(func() { _ = m.Close(); <-done })
+}
+
+// utWithinBudget waits until the descriptors on dir and the budget's count
+// are within the budget again (the sweeper closes files in the background).
+func utWithinBudget(t testing.TB, m *Manager, dir, when string) {
+	t.Helper()
+	budget := m.Files().Max()
+	n := 0
+	deadline := time.Now().Add(10 * time.Second)
+	for n = utOpenFilesUnder(t, dir); n > budget || m.Files().Open() > budget; n = utOpenFilesUnder(t, dir) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d descriptors on the data dir (%d counted), budget %d", when, n, m.Files().Open(), budget)
+		}
+		time.Sleep(time.Millisecond) // polling a condition, bounded by the deadline
+	}
+}
+
 // Many partitions of several segments each, under a budget far below what
-// they would all hold open: the descriptors on the data dir never pass the
-// budget, and every record reads back (closed segments reopen on their own),
-// before and after a restart.
+// they would all hold open: the sweeper brings the descriptors on the data
+// dir back within the budget, and every record reads back (closed segments
+// reopen on their own), before and after a restart.
 func TestFileBudgetBoundsOpenFiles(t *testing.T) {
 	dir := t.TempDir()
 	const budget, logs, batches = 30, 60, 12
@@ -51,11 +74,10 @@ func TestFileBudgetBoundsOpenFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	utRunManager(t, m)
 	checkBound := func(when string) {
 		t.Helper()
-		if n := utOpenFilesUnder(t, dir); n > budget || m.Files().Open() > budget {
-			t.Fatalf("%s: %d descriptors on the data dir (%d counted), budget %d", when, n, m.Files().Open(), budget)
-		}
+		utWithinBudget(t, m, dir, when)
 	}
 	for p := range int32(logs) {
 		l, err := m.GetOrCreate("orders", p, cfg)
@@ -98,49 +120,60 @@ func TestFileBudgetBoundsOpenFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
+	utRunManager(t, m)
 	checkBound("after reopening")
 	readAll()
 }
 
-// A segment in use is never closed under its user, and one holding data not
-// yet fsynced is not closed at all; once synced and idle, it is.
+// Going over the budget closes nothing on the way (the opener only wakes the
+// sweeper). The sweeper never closes a segment in use under its user, and
+// closes one holding data not yet fsynced only after fsyncing it itself.
 func TestFileBudgetSparesPinnedAndUnsyncedSegments(t *testing.T) {
-	budget := NewFileBudget(6) // two segments' files
-	cfg := utSmallSegments(t)  // fsync never: data waits for Sync
+	ctx := context.Background()
+	// Four segments' files: the five segments below go over it, but not by
+	// a quarter (where an opener closes files itself).
+	budget := NewFileBudget(12)
+	cfg := utSmallSegments(t) // fsync never: data waits for Sync
 	a := utOpen(t, t.TempDir(), cfg, Options{Files: budget})
 	b := utOpen(t, t.TempDir(), cfg, Options{Files: budget})
 	for range 8 {
 		utAppend(t, b, 3, 0)
 	}
-	if err := b.Sync(context.Background()); err != nil {
+	if err := b.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
 	utAppend(t, a, 3, 0) // a's active segment: unsynced
 	aSeg := (*a.segs.Load())[0]
-	pressure := func() { // read every segment of b twice: two turns of the clock
+	readB := func() {
 		t.Helper()
-		for range 2 {
-			utCheckContiguous(t, utReadRecords(t, b, 0, 1), 0, 24)
+		utCheckContiguous(t, utReadRecords(t, b, 0, 1), 0, 24)
+	}
+	readB()
+	if budget.Open() <= 12 || budget.Closed() != 0 {
+		t.Fatalf("%d files open, %d closed on the request path; want more than the budget (12) open and none closed", budget.Open(), budget.Closed())
+	}
+	// No closed segment held data not yet fsynced.
+	checkClosedAreClean := func() {
+		t.Helper()
+		for _, l := range []*Log{a, b} {
+			for _, s := range *l.segs.Load() {
+				if s.files.Load() == nil && !s.clean() {
+					t.Fatalf("segment %d was closed holding data not yet fsynced", s.base)
+				}
+			}
 		}
 	}
-	pressure()
-	if aSeg.files.Load() == nil {
-		t.Fatal("a segment with unsynced data was closed")
-	}
-	if err := a.Sync(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 
-	// A reader holds b's first segment while the budget is under pressure.
+	// A reader holds b's first segment while the sweeper sweeps.
 	bSeg := (*b.segs.Load())[0]
 	f, err := bSeg.pin()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
-		pressure()
-		utCheckContiguous(t, utReadRecords(t, a, 0, 1), 0, 3)
+		readB()
+		budget.sweep(ctx)
+		checkClosedAreClean()
 	}
 	if bSeg.files.Load() != f {
 		t.Fatal("a pinned segment's files were taken out of it")
@@ -149,21 +182,70 @@ func TestFileBudgetSparesPinnedAndUnsyncedSegments(t *testing.T) {
 	if _, err := f.log.ReadAt(hdr[:], 0); err != nil || Batch(hdr[:]).BaseOffset() != 0 {
 		t.Fatalf("reading through a pinned segment's files: %v (base %d)", err, Batch(hdr[:]).BaseOffset())
 	}
+	if !aSeg.clean() || budget.Synced() == 0 {
+		t.Fatalf("a's idle segment: clean %v, %d segments fsynced by the sweeper; want it fsynced", aSeg.clean(), budget.Synced())
+	}
 	f.release()
-	pressure()
+	for i := 0; i < 5 && aSeg.files.Load() != nil; i++ {
+		readB()
+		budget.sweep(ctx)
+	}
 	if aSeg.files.Load() != nil {
-		t.Fatal("a's synced, idle segment is still open under pressure")
+		t.Fatal("a's fsynced, idle segment is still open under pressure")
 	}
 
 	// Appending to a segment closed under the budget reopens it.
 	utAppend(t, a, 3, 0)
-	if err := a.Sync(context.Background()); err != nil {
+	if err := a.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
 	utCheckContiguous(t, utReadRecords(t, a, 0, 1<<20), 0, 6)
-	if n := budget.Open(); n > 6 {
-		t.Fatalf("%d files open, budget 6", n)
+	budget.sweep(ctx)
+	budget.sweep(ctx)
+	if n := budget.Open(); n > 12 {
+		t.Fatalf("%d files open after sweeps, budget 12", n)
 	}
+}
+
+// With fsync never, segments are fsynced only by the flusher (every minute
+// by default): the sweeper fsyncs idle ones itself so it can close them.
+// Without that, every segment written since the last flush stayed open, and
+// every open over the budget paid for a fruitless sweep.
+func TestFileBudgetSweeperClosesIdleUnsyncedSegments(t *testing.T) {
+	dir := t.TempDir()
+	const budget, logs = 30, 20
+	cfg := utSmallSegments(t) // fsync never
+	m, err := OpenManager(dir, ManagerOptions{Config: cfg, MaxOpenFiles: budget, FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	utRunManager(t, m)
+	for p := range int32(logs) {
+		l, err := m.GetOrCreate("unsynced", p, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 6 {
+			utAppend(t, l, 3, 0)
+		}
+	}
+	utWithinBudget(t, m, dir, "after writing without a flush")
+	if m.Files().Synced() == 0 {
+		t.Fatal("the sweeper fsynced no idle segment")
+	}
+	for p := range int32(logs) {
+		l, _ := m.Get("unsynced", p)
+		if l.DurableOffset() != 0 {
+			t.Fatalf("partition %d: durable offset %d; only a flush publishes it", p, l.DurableOffset())
+		}
+		for _, s := range *l.segs.Load() {
+			if s.files.Load() == nil && !s.clean() {
+				t.Fatalf("partition %d: segment %d was closed holding data not yet fsynced", p, s.base)
+			}
+		}
+		utCheckContiguous(t, utReadRecords(t, l, 0, math.MaxInt32), 0, 18)
+	}
+	utWithinBudget(t, m, dir, "after reading back")
 }
 
 // utChild runs the test named in a child process (go test's binary) with env
@@ -220,6 +302,7 @@ func TestManyLogsUnderLowFileLimit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		utRunManager(t, m)
 		return m
 	}
 	m := open()
@@ -235,7 +318,6 @@ func TestManyLogsUnderLowFileLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	m = open()
-	defer m.Close()
 	for p := range int32(1000) {
 		l, ok := m.Get("wide", p)
 		if !ok {

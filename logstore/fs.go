@@ -116,6 +116,9 @@ type fileOps struct {
 	fs     FS
 	logger *slog.Logger
 	files  *FileBudget // nil: no budget
+	// fault takes the log offline for a failure found outside its own calls
+	// (the budget's sweeper fsyncing an idle segment).
+	fault func(error) error
 }
 
 // remove deletes a file that is no longer wanted; a failure is logged (the

@@ -119,7 +119,7 @@ func Open(dir string, cfg Config, opts Options) (*Log, error) {
 	if l.logger == nil {
 		l.logger = slog.New(slog.DiscardHandler)
 	}
-	l.ops = &fileOps{fs: orOS(opts.FS), logger: l.logger.With("dir", dir), files: opts.Files}
+	l.ops = &fileOps{fs: orOS(opts.FS), logger: l.logger.With("dir", dir), files: opts.Files, fault: l.goOffline}
 	if l.now == nil {
 		l.now = time.Now
 	}

@@ -54,6 +54,14 @@ func utOpen(t *testing.T, dir string, cfg Config, opts Options) *Log {
 	return l
 }
 
+// utRunSweeper runs budget's sweeper until the test ends.
+func utRunSweeper(t testing.TB, budget *FileBudget) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { budget.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
 func utKey(off int64) []byte   { return []byte(fmt.Sprintf("key-%d", off)) }
 func utValue(off int64) []byte { return []byte(fmt.Sprintf("value-%d", off)) }
 

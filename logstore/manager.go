@@ -198,6 +198,8 @@ func (m *Manager) load() error {
 			return fmt.Errorf("open log %s: %w", name, err)
 		}
 		m.logs[name] = l
+		m.files.sweepPending(m.stop) // the sweeper runs from Run on: opening keeps to the budget itself
+
 	}
 	// From here on a crash is unclean again.
 	if m.clean {
@@ -409,8 +411,9 @@ func (m *Manager) DeleteRecordsBefore(topic string, partition int32, offset int6
 // Run does the background work until ctx ends or the manager closes, each
 // kind on its own goroutine so that none waits for another (a long
 // compaction delays no flush and no retention): flushing plus checkpoints,
-// retention, and compaction on up to CleanerThreads workers, one log per
-// worker. It returns once they all stopped.
+// retention, compaction on up to CleanerThreads workers, one log per
+// worker, and the open-files budget's sweeper. It returns once they all
+// stopped.
 func (m *Manager) Run(ctx context.Context) {
 	m.mu.Lock()
 	if m.closed {
@@ -449,6 +452,11 @@ func (m *Manager) Run(ctx context.Context) {
 			m.compactor(ctx, jobs)
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.files.Run(ctx)
+	}()
 	every(m.opts.FlushInterval, m.FlushAll)
 	every(m.opts.RetentionCheckInterval, func(context.Context) { m.RunRetention() })
 	every(m.opts.CleanerInterval, func(ctx context.Context) { m.queueCompactions(ctx, jobs) })

@@ -35,7 +35,10 @@ type segment struct {
 	files  atomic.Pointer[segFiles] // nil while closed
 	openMu sync.Mutex               // opening and closing the files; guards gone
 	gone   bool                     // retired or released: never reopen
-	ring   int                      // position on the budget's ring (-1: off it); under the budget's mu
+	// tempNames: the files are not (yet) under the names path gives
+	// (compaction's output before its swap): never close them.
+	tempNames atomic.Bool
+	ring      int // position on the budget's ring (-1: off it); under the budget's mu
 
 	size    atomic.Int64 // bytes of whole, written batches
 	synced  atomic.Int64 // bytes of the log known to be fsynced through the current files
