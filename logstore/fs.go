@@ -10,8 +10,9 @@ import (
 )
 
 // FS is the seam through which a log changes its files: every open, write,
-// fsync, truncation, rename and removal of a log (and of its leader epoch
-// checkpoint) goes through it. Reads use the *os.File directly: they change
+// fsync, truncation, rename and removal of a log's files (and of its leader
+// epoch checkpoint), and the creation, renaming and removal of its
+// directory, go through it. Reads use the *os.File directly: they change
 // nothing, and a hot read path stays free of indirection. OSFS is the real
 // thing; tests wrap it to fail a chosen operation on a chosen file.
 //
@@ -28,6 +29,10 @@ type FS interface {
 	SyncDir(dir string) error
 	Rename(oldpath, newpath string) error
 	Remove(name string) error
+	// MkdirAll is os.MkdirAll (a log's directory).
+	MkdirAll(path string, perm os.FileMode) error
+	// RemoveAll is os.RemoveAll (a deleted log's directory).
+	RemoveAll(path string) error
 }
 
 // OSFS is FS on the real file system.
@@ -52,6 +57,10 @@ func (OSFS) SyncDir(dir string) error {
 }
 func (OSFS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
 func (OSFS) Remove(name string) error             { return os.Remove(name) }
+func (OSFS) MkdirAll(path string, perm os.FileMode) error {
+	return os.MkdirAll(path, perm)
+}
+func (OSFS) RemoveAll(path string) error { return os.RemoveAll(path) }
 
 // orOS is fs, or OSFS when fs is nil.
 func orOS(fs FS) FS {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -109,7 +108,7 @@ func Open(dir string, cfg Config, opts Options) (*Log, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := orOS(opts.FS).MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create log dir: %w", err)
 	}
 	l := &Log{dir: dir, codecs: opts.Codecs, logger: opts.Logger, now: opts.Now, syncSem: make(chan struct{}, 1), onOffline: opts.OnOffline}
@@ -593,7 +592,7 @@ func (l *Log) Delete() error {
 		}
 	}
 	l.mu.Unlock()
-	if err := os.RemoveAll(l.dir); err != nil {
+	if err := l.ops.fs.RemoveAll(l.dir); err != nil {
 		return fmt.Errorf("delete log %s: %w", l.dir, err)
 	}
 	return nil

@@ -68,6 +68,7 @@ type Manager struct {
 	opts   ManagerOptions
 	codecs *Codecs
 	files  *FileBudget
+	fs     FS // how the logs' files and directories change (opts.FS or OSFS)
 	lock   *os.File
 	clean  bool
 	stop   context.Context // ends at Close: Run's workers stop
@@ -142,7 +143,7 @@ func OpenManager(dir string, opts ManagerOptions) (*Manager, error) {
 		lock.Close()
 		return nil, fmt.Errorf("data dir %s is in use by another process: %w", dir, err)
 	}
-	m := &Manager{dir: dir, opts: opts, codecs: NewCodecs(0), files: NewFileBudget(opts.MaxOpenFiles), lock: lock,
+	m := &Manager{dir: dir, opts: opts, codecs: NewCodecs(0), files: NewFileBudget(opts.MaxOpenFiles), fs: orOS(opts.FS), lock: lock,
 		logs: map[string]*Log{}, creating: map[string]chan struct{}{}, compacting: map[string]bool{}}
 	m.stop, m.cancel = context.WithCancel(context.Background())
 	m.compact = func(ctx context.Context, l *Log, committed int64) (CompactResult, error) {
@@ -183,7 +184,7 @@ func (m *Manager) load() error {
 		}
 		name := e.Name()
 		if strings.HasSuffix(name, deletingSuffix) { // a deletion the last run did not finish
-			if err := os.RemoveAll(filepath.Join(m.dir, name)); err != nil {
+			if err := m.fs.RemoveAll(filepath.Join(m.dir, name)); err != nil {
 				return fmt.Errorf("finish deleting %s: %w", name, err)
 			}
 			continue
@@ -293,14 +294,14 @@ func (m *Manager) create(name string, cfg Config) (*Log, error) {
 	fresh := errors.Is(statErr, fs.ErrNotExist)
 	l, err := Open(dir, cfg, m.logOptions(name))
 	if err == nil {
-		if err = syncDir(m.dir); err != nil {
-			err = errors.Join(err, l.Close())
+		if err = m.fs.SyncDir(m.dir); err != nil {
+			err = errors.Join(fmt.Errorf("fsync data dir: %w", err), l.Close())
 		}
 	}
 	if err != nil {
 		err = fmt.Errorf("create log %s: %w", name, err)
 		if fresh { // leave no half-made log for the next start to find
-			if rerr := os.RemoveAll(dir); rerr != nil {
+			if rerr := m.fs.RemoveAll(dir); rerr != nil {
 				err = errors.Join(err, fmt.Errorf("remove %s: %w", dir, rerr))
 			}
 		}
@@ -349,13 +350,13 @@ func (m *Manager) Delete(topic string, partition int32) error {
 		m.opts.Logger.Warn("closing a log before deleting it failed", "log", name, "err", err)
 	}
 	gone := filepath.Join(m.dir, fmt.Sprintf("%s.%d%s", name, m.opts.Now().UnixNano(), deletingSuffix))
-	if err := os.Rename(l.Dir(), gone); err != nil {
+	if err := m.fs.Rename(l.Dir(), gone); err != nil {
 		return fmt.Errorf("delete log %s: %w", name, err)
 	}
-	if err := syncDir(m.dir); err != nil {
-		return err
+	if err := m.fs.SyncDir(m.dir); err != nil {
+		return fmt.Errorf("delete log %s: fsync data dir: %w", name, err)
 	}
-	if err := os.RemoveAll(gone); err != nil {
+	if err := m.fs.RemoveAll(gone); err != nil {
 		return fmt.Errorf("delete log %s: %w", name, err)
 	}
 	return nil
@@ -538,13 +539,6 @@ func (m *Manager) RunRetention() {
 	}
 	if err := m.Checkpoint(); err != nil {
 		m.opts.Logger.Error("checkpoint failed", "err", err)
-	}
-}
-
-// RunCompaction compacts every log that needs it, once, one after another.
-func (m *Manager) RunCompaction(ctx context.Context) {
-	for name, l := range m.snapshot() {
-		m.compactLog(ctx, name, l)
 	}
 }
 

@@ -90,6 +90,20 @@ func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (*os.File, e
 	return f.OSFS.OpenFile(name, flag, perm)
 }
 
+func (f *faultFS) MkdirAll(path string, perm os.FileMode) error {
+	if err := f.check("mkdir", path); err != nil {
+		return err
+	}
+	return f.OSFS.MkdirAll(path, perm)
+}
+
+func (f *faultFS) RemoveAll(path string) error {
+	if err := f.check("removeall", path); err != nil {
+		return err
+	}
+	return f.OSFS.RemoveAll(path)
+}
+
 func (f *faultFS) CreateTemp(dir, pattern string) (*os.File, error) {
 	if err := f.check("createtemp", filepath.Join(dir, pattern)); err != nil {
 		return nil, err
@@ -585,5 +599,48 @@ func TestSegmentSyncRacingACutKeepsLaterDataUnsynced(t *testing.T) {
 	}
 	if !seg.clean() {
 		t.Fatal("not clean after a flush")
+	}
+}
+
+// A log's directory is made, renamed and removed through FS too: a failure
+// there is reported, and leaves the directory as it was.
+func TestLogDirectoryChangesGoThroughFS(t *testing.T) {
+	fs := &faultFS{}
+	root := t.TempDir()
+	fs.failOp("mkdir", "t-0", syscall.EIO)
+	if _, err := Open(filepath.Join(root, "t-0"), utCfg(), Options{FS: fs}); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Open whose directory cannot be made: %v, want EIO", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "t-0")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the directory was made anyway: %v", err)
+	}
+	fs.set(nil)
+
+	dir := filepath.Join(root, "t-1")
+	l := utOpen(t, dir, utCfg(), Options{FS: fs})
+	utAppend(t, l, 3, 0)
+	fs.failOp("removeall", "t-1", syscall.EIO)
+	if err := l.Delete(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Delete whose directory cannot be removed: %v, want EIO", err)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("the directory went anyway: %v", err)
+	}
+	fs.set(nil)
+
+	m, err := OpenManager(filepath.Join(root, "data"), ManagerOptions{Config: managerConfig(), FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.GetOrCreate("orders", 0, managerConfig()); err != nil {
+		t.Fatal(err)
+	}
+	fs.failOp("rename", "orders-0", syscall.EIO)
+	if err := m.Delete("orders", 0); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Manager.Delete whose directory cannot be renamed: %v, want EIO", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "data", "orders-0")); err != nil {
+		t.Fatalf("the log's directory went anyway: %v", err)
 	}
 }
