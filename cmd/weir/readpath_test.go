@@ -93,9 +93,13 @@ func TestReadsAcrossNodes(t *testing.T) {
 		defer sc.CloseIdleConnections()
 		fctx, stop := context.WithCancel(ctx)
 		recs := make(chan client.ConsumedRecord)
-		followed := make(chan error, 1)
+		// followed is closed when the stream ends, followErr then holds why: a closed channel can be
+		// waited on by expect and by the deferred stop alike, so a failing expect cannot hang the test.
+		followed := make(chan struct{})
+		var followErr error
 		go func() {
-			followed <- sc.Follow(fctx, "fl", "earliest", func(r client.ConsumedRecord) error {
+			defer close(followed)
+			followErr = sc.Follow(fctx, "fl", "earliest", func(r client.ConsumedRecord) error {
 				select {
 				case recs <- r:
 					return nil
@@ -122,8 +126,8 @@ func TestReadsAcrossNodes(t *testing.T) {
 				select {
 				case r := <-recs:
 					got = append(got, *r.Partition)
-				case err := <-followed:
-					t.Fatalf("the stream ended: %v", err)
+				case <-followed:
+					t.Fatalf("the stream ended: %v", followErr)
 				case <-time.After(30 * time.Second):
 					t.Fatalf("records of partitions %v: got only %v", parts, got)
 				}
