@@ -207,7 +207,7 @@ func (n *node) launch() error {
 	// cleanup), the kernel kills the node with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		logf.Close()
+		_ = logf.Close() // abandoned: the start's error is the one to report
 		return fmt.Errorf("start node %d: %w", n.id, err)
 	}
 	exited := make(chan struct{})
@@ -219,7 +219,9 @@ func (n *node) launch() error {
 // wait reaps the process; an exit the harness did not cause is recorded.
 func (n *node) wait(cmd *exec.Cmd, logf *os.File, exited chan struct{}) {
 	err := cmd.Wait()
-	logf.Close()
+	if cerr := logf.Close(); cerr != nil {
+		n.c.rec.Event(EventHarness, n.id, "close the node's log %s: %v", n.logPath, cerr)
+	}
 	n.mu.Lock()
 	expected := n.expectExit
 	if n.cmd == cmd {
@@ -337,7 +339,7 @@ func (n *node) logTail(lines int) string {
 	if err != nil {
 		return err.Error()
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // only read
 	if st, err := f.Stat(); err == nil && st.Size() > 256<<10 {
 		_, _ = f.Seek(st.Size()-256<<10, io.SeekStart)
 	}

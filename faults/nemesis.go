@@ -465,7 +465,7 @@ func fillDisk(path string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // on the error paths; the success path closes it below
 	var st unix.Statfs_t
 	if err := unix.Statfs(filepath.Dir(path), &st); err != nil {
 		return 0, err
@@ -493,6 +493,9 @@ func fillDisk(path string) (int64, error) {
 	st2, err := f.Stat()
 	if err != nil {
 		return 0, err
+	}
+	if err := f.Close(); err != nil {
+		return 0, fmt.Errorf("close %s: %w", path, err)
 	}
 	return st2.Size(), nil
 }

@@ -319,7 +319,7 @@ func startNSThreads(path string, n int) (*nsThreads, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open namespace: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // only a handle to enter the namespace by
 	t := &nsThreads{work: make(chan func())}
 	ready := make(chan error, n)
 	var worker func()

@@ -347,7 +347,7 @@ func socketInode(local, remote netip.AddrPort) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // only read
 	want := procAddr(local) + " " + procAddr(remote)
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {

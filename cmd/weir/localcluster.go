@@ -414,7 +414,7 @@ func (lc *localCluster) launch(n *lcNode) error {
 		cmd.Stdout, cmd.Stderr = logf, logf
 	}
 	if err := cmd.Start(); err != nil {
-		logf.Close()
+		_ = logf.Close() // abandoned: the start's error is the one to report
 		return fmt.Errorf("start node %d: %w", n.id, err)
 	}
 	n.cmd, n.done = cmd, make(chan struct{})
@@ -426,7 +426,9 @@ func (lc *localCluster) launch(n *lcNode) error {
 		if prefixer != nil {
 			prefixer.flush()
 		}
-		logf.Close()
+		if cerr := logf.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close its log %s: %w", n.logPath, cerr))
+		}
 		n.waitErr = err
 		close(n.done)
 		lc.exits <- n // buffered for every node: never blocks
@@ -659,7 +661,7 @@ func logTail(path string) string {
 	if err != nil {
 		return "    (" + err.Error() + ")"
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // only read
 	var data []byte
 	if st, err := f.Stat(); err == nil && st.Size() > maxBytes {
 		data = make([]byte, maxBytes)
