@@ -20,8 +20,9 @@ import (
 	httpapi "weir/http"
 )
 
-// call does one HTTP request and returns the status and body.
-func call(t testing.TB, method, url, contentType string, body []byte) (int, []byte) {
+// call does one HTTP request, with the headers hdr (name, value, ...), and
+// returns the status and body.
+func call(t testing.TB, method, url, contentType string, body []byte, hdr ...string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
@@ -30,12 +31,21 @@ func call(t testing.TB, method, url, contentType string, body []byte) (int, []by
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	if len(hdr)%2 != 0 {
+		t.Fatalf("call: headers %q are not name, value pairs", hdr)
+	}
+	for i := 0; i < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
 	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read the reply: %v", method, url, err)
+	}
 	if resp.Header.Get("Weir-Served-By") == "" {
 		t.Fatalf("%s %s: no Weir-Served-By header", method, url)
 	}
