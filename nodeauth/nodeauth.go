@@ -110,8 +110,32 @@ func Generate() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// ReadFile reads a secret file; ok is false when it does not exist.
-func ReadFile(path string) (secret string, ok bool, err error) {
+// LoadOrCreate reads the secret file at path. When there is none and
+// mayCreate allows it (nil allows always), it generates a secret and creates
+// the file with it (see createFile: its owner's only, whole or not at all,
+// never replacing one); created then says so. mayCreate's error is returned
+// as it is, and no file is made.
+func LoadOrCreate(path string, mayCreate func() error) (secret string, created bool, err error) {
+	secret, ok, err := readFile(path)
+	if err != nil || ok {
+		return secret, false, err
+	}
+	if mayCreate != nil {
+		if err := mayCreate(); err != nil {
+			return "", false, err
+		}
+	}
+	if secret, err = Generate(); err != nil {
+		return "", false, err
+	}
+	if err := createFile(path, secret); err != nil {
+		return "", false, err
+	}
+	return secret, true, nil
+}
+
+// readFile reads a secret file; ok is false when it does not exist.
+func readFile(path string) (secret string, ok bool, err error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", false, nil
@@ -126,9 +150,9 @@ func ReadFile(path string) (secret string, ok bool, err error) {
 	return secret, true, nil
 }
 
-// CreateFile writes secret to a new file readable by its owner only; it
+// createFile writes secret to a new file readable by its owner only; it
 // fails if the file exists (another process may have written one).
-func CreateFile(path, secret string) error {
+func createFile(path, secret string) error {
 	// CreateTemp makes the file 0600: the secret is never readable by others.
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
 	if err != nil {

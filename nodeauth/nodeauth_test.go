@@ -72,7 +72,7 @@ func TestTransportAddsTheToken(t *testing.T) {
 func TestSecretFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, SecretFile)
-	if _, ok, err := ReadFile(path); ok || err != nil {
+	if _, ok, err := readFile(path); ok || err != nil {
 		t.Fatalf("a missing file: ok %v, err %v", ok, err)
 	}
 	a, err := Generate()
@@ -86,7 +86,7 @@ func TestSecretFile(t *testing.T) {
 	if a == b || len(a) != 64 {
 		t.Fatalf("generated %q and %q", a, b)
 	}
-	if err := CreateFile(path, a); err != nil {
+	if err := createFile(path, a); err != nil {
 		t.Fatal(err)
 	}
 	st, err := os.Stat(path)
@@ -96,13 +96,13 @@ func TestSecretFile(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Fatalf("the secret file has mode %v, want 0600", st.Mode().Perm())
 	}
-	if got, ok, err := ReadFile(path); err != nil || !ok || got != a {
+	if got, ok, err := readFile(path); err != nil || !ok || got != a {
 		t.Fatalf("read back %q, %v, %v", got, ok, err)
 	}
-	if err := CreateFile(path, b); err == nil {
-		t.Fatal("a second CreateFile replaced the secret")
+	if err := createFile(path, b); err == nil {
+		t.Fatal("a second createFile replaced the secret")
 	}
-	if got, _, _ := ReadFile(path); got != a {
+	if got, _, _ := readFile(path); got != a {
 		t.Fatal("the secret changed")
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
@@ -112,8 +112,44 @@ func TestSecretFile(t *testing.T) {
 	if err := os.WriteFile(short, []byte("abc\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := ReadFile(short); err == nil || strings.Contains(err.Error(), "abc") {
+	if _, _, err := readFile(short); err == nil || strings.Contains(err.Error(), "abc") {
 		t.Fatalf("a short secret in a file: %v", err)
+	}
+}
+
+// TestLoadOrCreate: the first call makes the file (mode 0600), later ones
+// read it; a refusal of mayCreate comes back as it is and makes nothing; a
+// bad file is an error, not replaced.
+func TestLoadOrCreate(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, SecretFile)
+	no := errors.New("not this node")
+	if _, created, err := LoadOrCreate(path, func() error { return no }); !errors.Is(err, no) || created {
+		t.Fatalf("refused: created %v, err %v", created, err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused create made the file (%v)", err)
+	}
+	first, created, err := LoadOrCreate(path, nil)
+	if err != nil || !created || CheckSecret(first) != nil {
+		t.Fatalf("first: %q, created %v, err %v", first, created, err)
+	}
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("the secret file: %v, %v", st, err)
+	}
+	asked := false
+	again, created, err := LoadOrCreate(path, func() error { asked = true; return nil })
+	if err != nil || created || again != first || asked {
+		t.Fatalf("second: %q (first %q), created %v, asked %v, err %v", again, first, created, asked, err)
+	}
+	if err := os.WriteFile(path, []byte("abc\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, created, err := LoadOrCreate(path, nil); err == nil || created {
+		t.Fatalf("a short secret in the file: created %v, err %v", created, err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "abc\n" {
+		t.Fatalf("a bad secret file was replaced: %q", b)
 	}
 }
 

@@ -15,39 +15,45 @@ import (
 // with the data dir locked (open), so two processes cannot both create one,
 // and before Raft opens (it needs the credentials).
 func (n *Node) clusterKeys() (*nodeauth.Keys, error) {
-	path := filepath.Join(n.cfg.DataDir, nodeauth.SecretFile)
 	secret := n.cfg.ClusterSecret
 	if secret == "" {
-		s, ok, err := nodeauth.ReadFile(path)
+		path := filepath.Join(n.cfg.DataDir, nodeauth.SecretFile)
+		var refused error // mayMakeSecret's answer: returned as it is
+		s, created, err := nodeauth.LoadOrCreate(path, func() error {
+			refused = n.mayMakeSecret(path)
+			return refused
+		})
 		switch {
+		case refused != nil:
+			return nil, refused
 		case err != nil:
 			return nil, &KeyError{Key: "cluster_secret", Msg: err.Error(), Err: err}
-		case ok:
-			secret = s
-		case n.startsAlone():
-			// A node that joined a cluster once and now starts without join
-			// (or voters) resolves to "alone" too: its Raft state tells.
-			members, existing, err := metadata.StoredMembers(filepath.Join(n.cfg.DataDir, "raft"))
-			if err != nil {
-				return nil, err
-			}
-			if existing && (len(members) != 1 || members[0].ID != n.cfg.NodeID) {
-				return nil, keyErr("cluster_secret", "is not set and %s does not exist: this node is one of %d members of a cluster, "+
-					"which share its secret; give it with --cluster-secret, %s or that file", path, len(members), EnvName("cluster_secret"))
-			}
-			if secret, err = nodeauth.Generate(); err != nil {
-				return nil, err
-			}
-			if err := nodeauth.CreateFile(path, secret); err != nil {
-				return nil, err
-			}
+		case created:
 			n.logger.Info("generated a cluster secret; nodes that join this one need it (--cluster-secret or WEIR_CLUSTER_SECRET)", "file", path)
-		default:
-			return nil, keyErr("cluster_secret", "is not set and %s does not exist: the nodes of a cluster of several voters, and a node that joins one, "+
-				"must share the cluster's secret; give every node the same one with --cluster-secret, %s or that file", path, EnvName("cluster_secret"))
 		}
+		secret = s
 	}
 	return nodeauth.NewKeys(secret)
+}
+
+// mayMakeSecret says whether this node, which has no secret (path does not
+// exist), may make one: only if it starts a cluster alone.
+func (n *Node) mayMakeSecret(path string) error {
+	if !n.startsAlone() {
+		return keyErr("cluster_secret", "is not set and %s does not exist: the nodes of a cluster of several voters, and a node that joins one, "+
+			"must share the cluster's secret; give every node the same one with --cluster-secret, %s or that file", path, EnvName("cluster_secret"))
+	}
+	// A node that joined a cluster once and now starts without join (or
+	// voters) resolves to "alone" too: its Raft state tells.
+	members, existing, err := metadata.StoredMembers(filepath.Join(n.cfg.DataDir, "raft"))
+	if err != nil {
+		return err
+	}
+	if existing && (len(members) != 1 || members[0].ID != n.cfg.NodeID) {
+		return keyErr("cluster_secret", "is not set and %s does not exist: this node is one of %d members of a cluster, "+
+			"which share its secret; give it with --cluster-secret, %s or that file", path, len(members), EnvName("cluster_secret"))
+	}
+	return nil
 }
 
 // startsAlone: this node is the only voter and joins no one.

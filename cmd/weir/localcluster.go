@@ -35,9 +35,7 @@ import (
 const (
 	localClusterMaxNodes = 9
 	localManifestFile    = "local-cluster.json"
-	// localSecretFile holds the cluster secret every node is given.
-	localSecretFile = "cluster-secret"
-	localLogFile    = "weir.log"
+	localLogFile         = "weir.log"
 	// readyPoll is how often /readyz is asked while waiting for the nodes.
 	readyPoll = 100 * time.Millisecond
 	// stillStoppingAfter is when a node's slow stop is pointed out.

@@ -87,18 +87,9 @@ func (lc *localCluster) prepareDir() error {
 
 // prepareSecret reads <dir>/cluster-secret, making it at the first start.
 func (lc *localCluster) prepareSecret() error {
-	path := filepath.Join(lc.opts.dir, localSecretFile)
-	secret, ok, err := nodeauth.ReadFile(path)
+	secret, _, err := nodeauth.LoadOrCreate(filepath.Join(lc.opts.dir, nodeauth.SecretFile), nil)
 	if err != nil {
 		return fmt.Errorf("%w (remove %s to start afresh)", err, lc.opts.dir)
-	}
-	if !ok {
-		if secret, err = nodeauth.Generate(); err != nil {
-			return err
-		}
-		if err := nodeauth.CreateFile(path, secret); err != nil {
-			return err
-		}
 	}
 	lc.secret = secret
 	return nil

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"weir/client"
+	"weir/nodeauth"
 )
 
 // testApp is an app for running commands in-process that never touch the
@@ -353,7 +354,7 @@ func TestLocalClusterCommand(t *testing.T) {
 	}
 	// The nodes' secret is kept for the next start, readable by its owner
 	// only, and appears in no log.
-	secretPath := filepath.Join(dir, localSecretFile)
+	secretPath := filepath.Join(dir, nodeauth.SecretFile)
 	st, err := os.Stat(secretPath)
 	if err != nil {
 		t.Fatal(err)
