@@ -3,12 +3,10 @@
 package faults
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -22,13 +20,13 @@ import (
 
 // Error kinds that are not an error code of the API.
 const (
-	ErrKindDropped     = "reply dropped (simulated)"
-	ErrKindMalformed   = "malformed reply"
-	ErrKindTimeout     = "timeout"
-	ErrKindConnReset   = "connection reset"
-	ErrKindConnClosed  = "connection closed"
-	ErrKindUnreachable = "unreachable" // a dial failed without a known cause
-	ErrKindOther       = "other"
+	errKindDropped     = "reply dropped (simulated)"
+	errKindMalformed   = "malformed reply"
+	errKindTimeout     = "timeout"
+	errKindConnReset   = "connection reset"
+	errKindConnClosed  = "connection closed"
+	errKindUnreachable = "unreachable" // a dial failed without a known cause
+	errKindOther       = "other"
 )
 
 // errorKind names what err is: the API's error code (or "HTTP <status>"
@@ -54,27 +52,28 @@ func errorKind(err error) string {
 	}
 	switch {
 	case errors.Is(err, errDropped):
-		return ErrKindDropped
+		return errKindDropped
 	case errors.Is(err, errMalformedReply):
-		return ErrKindMalformed
+		return errKindMalformed
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return prefix + "connection refused"
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
 		return prefix + "no route"
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return prefix + ErrKindConnReset
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), isTimeout(err):
-		return prefix + ErrKindTimeout
+		return prefix + errKindConnReset
+	case isTimeout(err):
+		return prefix + errKindTimeout
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return prefix + ErrKindConnClosed
+		return prefix + errKindConnClosed
 	case dial:
-		return ErrKindUnreachable
+		return errKindUnreachable
 	}
-	return ErrKindOther
+	return errKindOther
 }
 
 // isTimeout reports a net.Error that timed out (the client's own timeout
-// surfaces as one).
+// surfaces as one, and so do context.DeadlineExceeded and
+// os.ErrDeadlineExceeded).
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
@@ -95,18 +94,21 @@ func setError(op *Op, err error) {
 // failureCounts counts the operations that did not succeed by error kind.
 type failureCounts map[string]int
 
-func (fc failureCounts) add(op *Op) {
-	if op.Outcome == OK {
-		return
+// add counts op, one that did not succeed, and returns fc, made if it was
+// nil (as append does).
+func (fc failureCounts) add(op *Op) failureCounts {
+	if fc == nil {
+		fc = failureCounts{}
 	}
 	k := op.ErrorKind
 	if k == "" {
-		k = ErrKindOther
+		k = errKindOther
 		if op.Error == "" {
 			k = "no error recorded"
 		}
 	}
 	fc[k]++
+	return fc
 }
 
 // String lists the kinds, most frequent first: "NOT_COORDINATOR 12, timeout 3".

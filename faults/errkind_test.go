@@ -33,12 +33,12 @@ func TestErrorKind(t *testing.T) {
 		{"refused everywhere", fmt.Errorf("no server reachable: %w", errors.Join(dial(syscall.ECONNREFUSED), dial(syscall.ECONNREFUSED))), "dial: connection refused"},
 		{"no route", dial(syscall.EHOSTUNREACH), "dial: no route"},
 		{"a dial that timed out", &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}, "dial: timeout"},
-		{"reset after sending", fmt.Errorf("%w (the request may have reached the server, so it is not retried)", read), ErrKindConnReset},
-		{"the call's deadline", fmt.Errorf("poll: %w", context.DeadlineExceeded), ErrKindTimeout},
-		{"closed mid-reply", fmt.Errorf("decoding the reply: %w", io.ErrUnexpectedEOF), ErrKindConnClosed},
-		{"anything else", errors.New("x"), ErrKindOther},
-		{"a dropped reply", errDropped, ErrKindDropped},
-		{"a malformed reply", fmt.Errorf("%w: %w", errMalformedReply, errors.New("no topic")), ErrKindMalformed},
+		{"reset after sending", fmt.Errorf("%w (the request may have reached the server, so it is not retried)", read), errKindConnReset},
+		{"the call's deadline", fmt.Errorf("poll: %w", context.DeadlineExceeded), errKindTimeout},
+		{"closed mid-reply", fmt.Errorf("decoding the reply: %w", io.ErrUnexpectedEOF), errKindConnClosed},
+		{"anything else", errors.New("x"), errKindOther},
+		{"a dropped reply", fmt.Errorf("%w by the member (poll_id 3, 2 records): a lost reply, simulated", errDropped), errKindDropped},
+		{"a malformed reply", fmt.Errorf("%w: %w", errMalformedReply, errors.New("no topic")), errKindMalformed},
 	}
 	for _, tc := range cases {
 		if got := errorKind(tc.err); got != tc.want {
@@ -58,7 +58,7 @@ func TestSummarySaysWhyCallsFailed(t *testing.T) {
 		op(KindJoin, Fail, "KAFKA_STORAGE_ERROR"),
 		op(KindJoin, Fail, "KAFKA_STORAGE_ERROR"),
 		op(KindJoin, Fail, "NOT_COORDINATOR"),
-		op(KindPoll, Unknown, ErrKindTimeout),
+		op(KindPoll, Unknown, errKindTimeout),
 	}}}
 	s := res.summary()
 	for _, want := range []string{

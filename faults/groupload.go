@@ -434,9 +434,9 @@ func (m *member) pollWait(ctx context.Context, waitMS int, lossy bool) Outcome {
 	}
 	op = finishGroupOp(op, meta, err) // a malformed reply is unknown: neither an error reply nor a failure to connect
 	if err == nil && lossy && m.rng.IntN(dropReplyOneIn) == 0 {
-		op.Outcome, op.Records, op.ErrorKind = Unknown, nil, ErrKindDropped
-		op.Error = fmt.Sprintf("reply (poll_id %d, %d records) dropped by the member: a lost reply, simulated", r.PollID, len(r.Records))
-		err = errDropped
+		op.Outcome, op.Records = Unknown, nil
+		err = fmt.Errorf("%w by the member (poll_id %d, %d records): a lost reply, simulated", errDropped, r.PollID, len(r.Records))
+		setError(&op, err)
 	}
 	m.rec.Add(op)
 	switch {

@@ -553,10 +553,7 @@ func (res *phaseResult) summary() string {
 		}
 		bump(rows)
 		if op.Outcome != OK {
-			if why[l] == nil {
-				why[l] = failureCounts{}
-			}
-			why[l].add(op)
+			why[l] = why[l].add(op)
 		}
 		if inFault(op.Invoke) {
 			bump(avail)
@@ -645,10 +642,7 @@ func groupSummary(h *History) []string {
 			}
 			c.all++
 			if op.Outcome != OK {
-				if c.why == nil {
-					c.why = failureCounts{}
-				}
-				c.why.add(op)
+				c.why = c.why.add(op)
 				continue
 			}
 			c.ok++
