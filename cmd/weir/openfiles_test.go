@@ -49,14 +49,6 @@ func partitionDirs(t *testing.T, dataDir string) []string {
 	return out
 }
 
-// produceTo writes one record to partition p.
-func produceTo(t *testing.T, u, topic string, p int, value string) {
-	t.Helper()
-	st, body := call(t, "POST", fmt.Sprintf("%s/v1/topics/%s/partitions/%d/records", u, topic, p), "application/json",
-		[]byte(`{"records":[{"value":"`+value+`"}]}`))
-	mustJSON(t, st, body, 200, nil)
-}
-
 func consumeValues(t *testing.T, u, topic string, p int) []string {
 	t.Helper()
 	recs, _ := readPartition(t, u, topic, p)
@@ -83,7 +75,7 @@ func TestWideTopicUnderLowFileLimit(t *testing.T) {
 	u := n.url()
 	st, body := call(t, "POST", u+"/v1/topics", "application/json", []byte(`{"name":"steady","partitions":1}`))
 	mustJSON(t, st, body, 201, nil)
-	produceTo(t, u, "steady", 0, "before")
+	produceOne(t, u, "steady", 0, "", "before")
 
 	st, body = call(t, "POST", u+"/v1/topics", "application/json", []byte(fmt.Sprintf(`{"name":"wide","partitions":%d}`, partitions)))
 	var topic client.Topic
@@ -91,12 +83,12 @@ func TestWideTopicUnderLowFileLimit(t *testing.T) {
 	if len(topic.Partitions) != partitions {
 		t.Fatalf("created %d partitions, want %d", len(topic.Partitions), partitions)
 	}
-	produceTo(t, u, "steady", 0, "after")
+	produceOne(t, u, "steady", 0, "", "after")
 	if got := consumeValues(t, u, "steady", 0); strings.Join(got, ",") != "before,after" {
 		t.Fatalf("steady-0 holds %v", got)
 	}
 	for _, p := range []int{0, partitions / 2, partitions - 1} {
-		produceTo(t, u, "wide", p, fmt.Sprintf("v%d", p))
+		produceOne(t, u, "wide", p, "", fmt.Sprintf("v%d", p))
 		if got := consumeValues(t, u, "wide", p); len(got) != 1 || got[0] != fmt.Sprintf("v%d", p) {
 			t.Fatalf("wide-%d holds %v", p, got)
 		}
@@ -118,7 +110,7 @@ func TestWideTopicUnderLowFileLimit(t *testing.T) {
 	if got := consumeValues(t, u, "wide", partitions-1); len(got) != 1 {
 		t.Fatalf("after the restart wide-%d holds %v", partitions-1, got)
 	}
-	produceTo(t, u, "steady", 0, "restarted")
+	produceOne(t, u, "steady", 0, "", "restarted")
 }
 
 // A partition whose log cannot be created on the node (a file is in the way
@@ -137,8 +129,8 @@ func TestCreateWithUnopenableLog(t *testing.T) {
 	}
 	st, body := call(t, "POST", u+"/v1/topics", "application/json", []byte(`{"name":"blocked","partitions":3}`))
 	mustJSON(t, st, body, 201, nil)
-	produceTo(t, u, "blocked", 0, "a")
-	produceTo(t, u, "blocked", 2, "c")
+	produceOne(t, u, "blocked", 0, "", "a")
+	produceOne(t, u, "blocked", 2, "", "c")
 
 	st, body = call(t, "POST", u+"/v1/topics/blocked/partitions/1/records", "application/json", []byte(`{"records":[{"value":"b"}]}`))
 	var apiErr client.ErrorBody
@@ -167,17 +159,14 @@ func TestCreateWithUnopenableLog(t *testing.T) {
 	}
 	n.stop()
 	n.start()
-	deadline := time.Now().Add(30 * time.Second) // the restarted node registers and takes the partition back
-	for {
-		st, body = call(t, "POST", u+"/v1/topics/blocked/partitions/1/records", "application/json", []byte(`{"records":[{"value":"b"}]}`))
-		if st == 200 {
-			break
+	// The restarted node registers and takes the partition back.
+	pollUntil(t, 30*time.Second, "blocked-1 to come back after the way was cleared and the node restarted", func() error {
+		st, body := call(t, "POST", u+"/v1/topics/blocked/partitions/1/records", "application/json", []byte(`{"records":[{"value":"b"}]}`))
+		if st != 200 {
+			return fmt.Errorf("produce: %d %s", st, body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("blocked-1 never came back after the way was cleared and the node restarted: %d %s", st, body)
-		}
-		time.Sleep(100 * time.Millisecond) // polling a condition, bounded by the deadline
-	}
+		return nil
+	})
 	if got := consumeValues(t, u, "blocked", 1); len(got) != 1 || got[0] != "b" {
 		t.Fatalf("blocked-1 holds %v", got)
 	}

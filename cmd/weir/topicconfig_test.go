@@ -33,14 +33,27 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 	}
 }
 
-func produceOne(t *testing.T, u, topic, key, value string) client.ProduceOffset {
+// anyPartition, as produceOne's partition, produces to the topic: the key
+// (or, without one, the server) picks the partition.
+const anyPartition = -1
+
+// produceOne writes one record (key "" for none) to partition p of topic, or
+// to the topic itself for anyPartition, and returns where it landed.
+func produceOne(t *testing.T, u, topic string, p int, key, value string) client.ProduceOffset {
 	t.Helper()
 	rec := map[string]any{"value": value}
 	if key != "" {
 		rec["key"] = key
 	}
-	body, _ := json.Marshal(map[string]any{"records": []any{rec}})
-	st, out := call(t, "POST", u+"/v1/topics/"+topic+"/records", "application/json", body)
+	body, err := json.Marshal(map[string]any{"records": []any{rec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := u + "/v1/topics/" + topic + "/records"
+	if p != anyPartition {
+		path = fmt.Sprintf("%s/v1/topics/%s/partitions/%d/records", u, topic, p)
+	}
+	st, out := call(t, "POST", path, "application/json", body)
 	var pr client.ProduceResponse
 	mustJSON(t, st, out, 200, &pr)
 	return pr.Offsets[0]
@@ -60,7 +73,7 @@ func TestTopicConfigsAreHonoured(t *testing.T) {
 	// segment.bytes: small segments roll.
 	create("segs", `"segment.bytes":"1024"`)
 	for i := 0; i < 20; i++ {
-		produceOne(t, u, "segs", "", val)
+		produceOne(t, u, "segs", anyPartition, "", val)
 	}
 	if got := countSegments(t, filepath.Join(n.dataDir, "segs-0")); got < 3 {
 		t.Fatalf("segment.bytes=1024 gave %d segments for 20 records of 200 bytes", got)
@@ -69,7 +82,7 @@ func TestTopicConfigsAreHonoured(t *testing.T) {
 	// retention.bytes: old segments go and the log start moves up.
 	create("ret", `"segment.bytes":"1024","retention.bytes":"2048"`)
 	for i := 0; i < 30; i++ {
-		produceOne(t, u, "ret", "", fmt.Sprintf("%03d-%s", i, val))
+		produceOne(t, u, "ret", anyPartition, "", fmt.Sprintf("%03d-%s", i, val))
 	}
 	var offs client.TopicOffsets
 	waitFor(t, "retention.bytes to delete segments", 20*time.Second, func() bool {
@@ -110,7 +123,7 @@ func TestTopicConfigsAreHonoured(t *testing.T) {
 	latest := map[string]int64{}
 	for i := 0; i < 60; i++ {
 		k := fmt.Sprintf("k%d", i%5)
-		latest[k] = produceOne(t, u, "cmp", k, fmt.Sprintf("%s-%d-%s", k, i, val[:50])).Offset
+		latest[k] = produceOne(t, u, "cmp", anyPartition, k, fmt.Sprintf("%s-%d-%s", k, i, val[:50])).Offset
 	}
 	waitFor(t, "compaction", 20*time.Second, func() bool {
 		got, _ := readPartition(t, u, "cmp", 0)
@@ -150,7 +163,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	u := n.url()
 	st, body := call(t, "POST", u+"/v1/topics", "application/json", []byte(`{"name":"m","partitions":2}`))
 	mustJSON(t, st, body, 201, nil)
-	produceOne(t, u, "m", "k", "v")
+	produceOne(t, u, "m", anyPartition, "k", "v")
 	call(t, "GET", u+"/v1/topics/m/partitions/0/records", "", nil)
 	st, body = call(t, "GET", u+"/metrics", "", nil)
 	if st != 200 {
