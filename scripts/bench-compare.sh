@@ -38,14 +38,40 @@ cleanup() {
 }
 trap cleanup EXIT
 
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# freeports N: N distinct loopback ports that were free a moment ago, drawn
+# from 10000-31999, below the kernel's ephemeral range: there outgoing
+# connections take their local ports, so a port that port 0 handed out can
+# be taken before the node binds it.
+freeports() {
+	python3 - "$1" <<'PY'
+import random, socket, sys
+want, got = int(sys.argv[1]), []
+for _ in range(1000):
+    if len(got) == want:
+        break
+    p = random.randrange(10000, 32000)
+    if p in got:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    got.append(p)
+if len(got) < want:
+    sys.exit("bench-compare: no %d free loopback ports below the ephemeral range" % want)
+print(*got)
+PY
+}
 
 # run_one LABEL BINARY ROUND: start a node, run the three benchmarks, stop it.
 run_one() {
 	local label=$1 bin=$2 round=$3
-	local http raft dir
-	http=$(freeport)
-	raft=$(freeport)
+	local http raft dir ports
+	ports=$(freeports 2)
+	read -r http raft <<<"$ports"
 	dir=$work/$label-$round
 	mkdir -p "$dir"
 	"$bin" serve --data-dir "$dir/data" --http-addr 127.0.0.1:$http --raft-addr 127.0.0.1:$raft \
