@@ -92,7 +92,7 @@ func options() []option {
 		intOpt("request_timeout_ms", "how long a request, forwarded or waiting for acks=all, may take before REQUEST_TIMED_OUT (a forwarded read or produce: its wait_ms or timeout_ms on top)", func(c *Config) *int64 { return &c.RequestTimeoutMs }),
 		intOpt("shutdown_timeout_ms", "how long a clean shutdown may take before the process exits anyway", func(c *Config) *int64 { return &c.ShutdownTimeoutMs }),
 		intOpt("http_read_timeout_ms", "how long a client may take to send a request, headers and body", func(c *Config) *int64 { return &c.HTTPReadTimeoutMs }),
-		intOpt("http_write_timeout_ms", "how long a request may take from its headers to the end of its reply (long polls and streams extend it by their wait, follow streams per write)", func(c *Config) *int64 { return &c.HTTPWriteTimeoutMs }),
+		intOpt("http_write_timeout_ms", "how long a request may take from its headers to the end of its reply; long polls and streams (wait_ms, timeout_ms, follow=true, follower fetches) get it per write instead", func(c *Config) *int64 { return &c.HTTPWriteTimeoutMs }),
 		intOpt("http_idle_timeout_ms", "how long a keep-alive connection may sit idle before it is closed", func(c *Config) *int64 { return &c.HTTPIdleTimeoutMs }),
 		intOpt("http_max_idle_conns", "idle keep-alive connections kept at most; past it a connection is closed once its reply is sent", func(c *Config) *int32 { return &c.HTTPMaxIdleConns }),
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -128,6 +129,28 @@ func TestBadInputs(t *testing.T) {
 				t.Fatal("empty error message")
 			}
 		})
+	}
+	// GET routes answer HEAD, except the stream and the group poll: their 405
+	// names what they allow, as docs/API.md says.
+	for _, h := range []struct{ path, allow string }{
+		{"/v1/topics/good", ""},
+		{"/v1/topics/good/partitions/0/records?offset=0", ""},
+		{"/v1/topics/good/records", "OPTIONS, GET, POST"},
+		{"/v1/topics/good/records?follow=true", "OPTIONS, GET, POST"},
+		{"/v1/groups/g/members/m/records", "OPTIONS, GET"},
+	} {
+		resp, err := http.Head(u + h.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close() // a HEAD reply has no body
+		want := http.StatusOK
+		if h.allow != "" {
+			want = http.StatusMethodNotAllowed
+		}
+		if resp.StatusCode != want || resp.Header.Get("Allow") != h.allow {
+			t.Errorf("HEAD %s: %s, Allow %q; want %d, Allow %q", h.path, resp.Status, resp.Header.Get("Allow"), want, h.allow)
+		}
 	}
 	after := leos()
 	for i := range before {
