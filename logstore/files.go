@@ -234,7 +234,7 @@ func (s *segment) syncIdle() bool {
 	}
 	defer f.release()
 	if err := s.sync(false); err != nil {
-		s.ops.fault(err)
+		_ = s.ops.fault(err) // the log is offline now; its writers see why
 		return false
 	}
 	s.ops.files.synced.Add(1)

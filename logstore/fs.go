@@ -52,8 +52,7 @@ func (OSFS) SyncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	return d.Sync()
+	return errors.Join(d.Sync(), d.Close())
 }
 func (OSFS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
 func (OSFS) Remove(name string) error             { return os.Remove(name) }
@@ -174,11 +173,11 @@ func writeFileAtomic(fs FS, path string, data []byte) (err error) {
 		}
 	}()
 	if _, err := fs.WriteAt(tmp, data, 0); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // abandoned: the write failed, and the file is removed
 		return fmt.Errorf("checkpoint %s: write: %w", path, err)
 	}
 	if err := fs.Sync(tmp); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // abandoned: the fsync failed, and the file is removed
 		return fault(fmt.Errorf("checkpoint %s: fsync: %w", path, err))
 	}
 	if err := tmp.Close(); err != nil {

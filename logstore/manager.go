@@ -140,7 +140,7 @@ func OpenManager(dir string, opts ManagerOptions) (*Manager, error) {
 		return nil, fmt.Errorf("open data dir lock: %w", err)
 	}
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
+		_ = lock.Close() // never locked: nothing to release
 		return nil, fmt.Errorf("data dir %s is in use by another process: %w", dir, err)
 	}
 	m := &Manager{dir: dir, opts: opts, codecs: NewCodecs(0), files: NewFileBudget(opts.MaxOpenFiles), fs: orOS(opts.FS), lock: lock,
@@ -154,8 +154,7 @@ func OpenManager(dir string, opts ManagerOptions) (*Manager, error) {
 			_ = l.Close()
 		}
 		m.cancel()
-		lock.Close()
-		return nil, err
+		return nil, errors.Join(err, lock.Close())
 	}
 	return m, nil
 }
@@ -589,10 +588,7 @@ func (m *Manager) Close() error {
 			WriteOffsetCheckpoint(filepath.Join(m.dir, LogStartOffsetFile), ls))
 	}
 	if err := errors.Join(errs...); err != nil {
-		m.lock.Close()
-		return err // no marker: the next start recovers
+		return errors.Join(err, m.lock.Close()) // no marker: the next start recovers
 	}
-	err := WriteFileAtomic(filepath.Join(m.dir, CleanShutdownFile), nil)
-	m.lock.Close()
-	return err
+	return errors.Join(WriteFileAtomic(filepath.Join(m.dir, CleanShutdownFile), nil), m.lock.Close())
 }
