@@ -159,8 +159,9 @@ func (s *Server) Handler() http.Handler { return s.e }
 
 func (s *Server) routes() {
 	// GET routes answer HEAD too, as net/http servers do (net/http drops a
-	// HEAD reply's body). Routes whose GET has side effects or never ends
-	// (group polls, follow streams) stay GET only: HEAD there is 405 with Allow.
+	// HEAD reply's body). Routes whose GET has side effects or may not end
+	// (the group poll, the record stream with or without follow) stay GET
+	// only: HEAD there is 405 with Allow.
 	getHead := []string{http.MethodGet, http.MethodHead}
 	e := s.e
 	e.Match(getHead, "/livez", s.livez)
